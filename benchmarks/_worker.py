@@ -1,0 +1,60 @@
+"""Run one measurement of one peer and print its figures as one JSON line.
+
+Started by the orchestrator in a fresh interpreter for every measurement, so
+that memory, GC state and threads never leak from one measurement to the next::
+
+    python -m benchmarks._worker jumpstarter tell --n 200000
+    python -m benchmarks._worker pykka spawn --n 2000 --tracemalloc
+    python -m benchmarks._worker jumpstarter spawn --n 100000 --profile spawn.prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib
+import json
+import platform
+import sys
+import tracemalloc
+
+PEERS = {
+    "jumpstarter": "benchmarks._jumpstarter_peer",
+    "pykka": "benchmarks._pykka_peer",
+    "floor": "benchmarks._floor",
+}
+"""Peer name -> the module whose ``SCENARIOS`` implement its measurements."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._worker")
+    parser.add_argument("peer", choices=sorted(PEERS))
+    parser.add_argument("scenario")
+    parser.add_argument("--n", type=int, required=True, help="how many messages or actors")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed asks before timing")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace Python allocations (slows everything down)")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="run under cProfile and write its stats to PATH (figures inflate)")
+    args = parser.parse_args(argv)
+
+    peer = importlib.import_module(PEERS[args.peer])
+    try:
+        measure = peer.SCENARIOS[args.scenario]
+    except KeyError:
+        parser.error(f"{args.peer} has no scenario {args.scenario!r}")
+    if args.tracemalloc:
+        tracemalloc.start()
+    if args.profile:
+        profiler = cProfile.Profile()
+        figures = profiler.runcall(measure, args.n, args.warmup)
+        profiler.dump_stats(args.profile)
+    else:
+        figures = measure(args.n, args.warmup)
+    figures["python"] = platform.python_version()
+    json.dump(figures, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Small, runnable jumpstarter programs: ``jumpstart run examples.hello:main``."""

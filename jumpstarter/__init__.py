@@ -1,0 +1,95 @@
+"""Jumpstarter: a trio-native actor runtime.
+
+Actors are subclasses of :class:`Actor` that handle messages one at a time;
+outside code holds :class:`ActorRef` values and talks to actors with ``tell`` and
+``ask``. An :class:`ActorSystem` runs them inside a trio nursery, supervises
+them, and shuts them down gracefully.
+"""
+
+from ._actor import Actor as Actor
+from ._actor import ChildSpec as ChildSpec
+from ._actor import handler as handler
+from ._actor import resource as resource
+from ._exceptions import ActorCrashed as ActorCrashed
+from ._exceptions import ActorNotFound as ActorNotFound
+from ._exceptions import ActorStartError as ActorStartError
+from ._exceptions import ActorStopped as ActorStopped
+from ._exceptions import AskTimeout as AskTimeout
+from ._exceptions import DependencyCycle as DependencyCycle
+from ._exceptions import DependencyError as DependencyError
+from ._exceptions import IllegalTransition as IllegalTransition
+from ._exceptions import InvalidActorPath as InvalidActorPath
+from ._exceptions import JumpstarterError as JumpstarterError
+from ._exceptions import MailboxFull as MailboxFull
+from ._exceptions import SystemNotRunning as SystemNotRunning
+from ._exceptions import UnhandledMessage as UnhandledMessage
+from ._lifecycle import LIFECYCLE as LIFECYCLE
+from ._lifecycle import Health as Health
+from ._logging import disable_logging as disable_logging
+from ._logging import enable_logging as enable_logging
+from ._logging import logging_enabled as logging_enabled
+from ._messages import DeadLetter as DeadLetter
+from ._messages import Terminated as Terminated
+from ._ref import ActorRef as ActorRef
+from ._statemachine import MachineState as MachineState
+from ._statemachine import State as State
+from ._statemachine import StateMachine as StateMachine
+from ._statemachine import Transition as Transition
+from ._supervision import Backoff as Backoff
+from ._supervision import Directive as Directive
+from ._supervision import OneForAll as OneForAll
+from ._supervision import OneForOne as OneForOne
+from ._supervision import RestForOne as RestForOne
+from ._supervision import SupervisorStrategy as SupervisorStrategy
+from ._system import ActorStatistics as ActorStatistics
+from ._system import ActorSystem as ActorSystem
+from ._system import DeadLetters as DeadLetters
+from ._system import SubscribeDeadLetters as SubscribeDeadLetters
+from ._system import SystemStatistics as SystemStatistics
+from ._system import UnsubscribeDeadLetters as UnsubscribeDeadLetters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LIFECYCLE",
+    "Actor",
+    "ActorCrashed",
+    "ActorNotFound",
+    "ActorRef",
+    "ActorStartError",
+    "ActorStatistics",
+    "ActorStopped",
+    "ActorSystem",
+    "AskTimeout",
+    "Backoff",
+    "ChildSpec",
+    "DeadLetter",
+    "DeadLetters",
+    "DependencyCycle",
+    "DependencyError",
+    "Directive",
+    "Health",
+    "IllegalTransition",
+    "InvalidActorPath",
+    "JumpstarterError",
+    "MachineState",
+    "MailboxFull",
+    "OneForAll",
+    "OneForOne",
+    "RestForOne",
+    "State",
+    "StateMachine",
+    "SubscribeDeadLetters",
+    "SupervisorStrategy",
+    "SystemNotRunning",
+    "SystemStatistics",
+    "Terminated",
+    "Transition",
+    "UnhandledMessage",
+    "UnsubscribeDeadLetters",
+    "disable_logging",
+    "enable_logging",
+    "handler",
+    "logging_enabled",
+    "resource",
+]

@@ -1,0 +1,424 @@
+"""The ``jumpstart`` command line: run an actor system, draw a state machine.
+
+The commands are a thin shell over the functions of this module, which can be
+used on their own:
+
+* :func:`load_object` imports ``MODULE:ATTRIBUTE`` (the current directory comes
+  first on ``sys.path``, as with ``python -m``);
+* :func:`load_factory` checks that the object is an async factory
+  ``async def main(system: ActorSystem) -> None``;
+* :func:`run_system` runs a factory in a system until every top-level actor has
+  stopped, shutting down gracefully on SIGINT or SIGTERM;
+* :func:`state_machines` lists the state machines of an :class:`Actor` subclass.
+
+Examples::
+
+    jumpstart run examples.hello:main
+    jumpstart run myapp.main:main --name shop --shutdown-timeout 30 --log stderr
+    jumpstart graph examples.hello:Door --list
+    jumpstart graph examples.hello:Door --machine position -o door.svg
+    jumpstart graph examples.hello:Door -o lifecycle.mmd
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import trio
+
+from . import __version__
+from ._actor import Actor
+from ._lifecycle import LIFECYCLE
+from ._logging import disable_logging, enable_logging
+from ._statemachine import StateMachine
+from ._system import ActorSystem
+
+__all__ = [
+    "DRAW_SUFFIXES",
+    "Factory",
+    "load_factory",
+    "load_object",
+    "main",
+    "run_system",
+    "state_machines",
+]
+
+Factory = Callable[[ActorSystem], Awaitable[object]]
+"""What ``jumpstart run`` runs: ``async def main(system: ActorSystem) -> None``."""
+
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+DRAW_SUFFIXES = (".svg", ".png", ".pdf", ".dot", ".gv", ".mmd")
+"""File suffixes ``StateMachine.draw`` understands (the first three need Graphviz's ``dot``)."""
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def _put_cwd_on_path() -> None:
+    """Make modules in the current directory importable, as ``python -m`` does."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()
+
+
+def load_object(spec: str, *, what: str = "ATTRIBUTE", param_hint: str | None = None) -> Any:
+    """Import ``MODULE:ATTRIBUTE`` and return the attribute.
+
+    ``ATTRIBUTE`` may be dotted (``module:App.main``). The current directory is
+    put first on ``sys.path``. Errors in the module's own code (a syntax error,
+    a missing dependency) propagate unchanged.
+
+    Raises:
+        click.BadParameter: the spec is malformed, the module is not importable,
+            or it has no such attribute.
+    """
+    hint = param_hint or f"'MODULE:{what}'"
+    module_name, colon, attribute = spec.partition(":")
+    module_name, attribute = module_name.strip(), attribute.strip()
+    if not colon:
+        guess = "main" if what == "FACTORY" else what
+        raise click.BadParameter(
+            f"expected MODULE:{what} with a colon, such as '{spec}:{guess}'; got {spec!r}",
+            param_hint=hint,
+        )
+    if not module_name or not attribute:
+        raise click.BadParameter(
+            f"expected MODULE:{what} with both parts, such as 'myapp.main:{what.lower()}'; "
+            f"got {spec!r}",
+            param_hint=hint,
+        )
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        dotted = module_name.removesuffix(".py").replace("\\", "/").strip("/").replace("/", ".")
+        raise click.BadParameter(
+            f"{module_name!r} is a file path; give the module's dotted name, "
+            f"such as '{dotted}:{attribute}'",
+            param_hint=hint,
+        )
+    _put_cwd_on_path()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        if missing != module_name and not module_name.startswith(missing + "."):
+            raise  # the module exists but imports something that does not
+        detail = "" if missing == module_name else f" (there is no module {missing!r})"
+        raise click.BadParameter(
+            f"module {module_name!r} not found{detail}; it must be importable from the "
+            f"current directory ({os.getcwd()}) or from PYTHONPATH",
+            param_hint=hint,
+        ) from None
+    obj: Any = module
+    walked = module_name
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=3)
+            suggestion = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            kind = "module" if inspect.ismodule(obj) else "object"
+            raise click.BadParameter(
+                f"{kind} {walked!r} has no attribute {part!r}{suggestion}", param_hint=hint
+            ) from None
+        walked = f"{walked}:{part}" if walked == module_name else f"{walked}.{part}"
+    return obj
+
+
+def _is_async_callable(obj: Any) -> bool:
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = getattr(obj, "__call__", None)  # noqa: B004 - an async __call__ is what we look for
+    return not inspect.isclass(obj) and inspect.iscoroutinefunction(call)
+
+
+def load_factory(spec: str) -> Factory:
+    """Load ``MODULE:FACTORY`` and check it is ``async def factory(system)``.
+
+    Raises:
+        click.BadParameter: see :func:`load_object`; or the attribute is not
+            callable, not async, or does not take one argument.
+    """
+    hint = "'MODULE:FACTORY'"
+    factory = load_object(spec, what="FACTORY", param_hint=hint)
+    wanted = "FACTORY must be an async function: async def main(system: ActorSystem) -> None"
+    if inspect.isclass(factory) and issubclass(factory, Actor):
+        raise click.BadParameter(
+            f"{spec!r} is an Actor class, not a factory; {wanted}, which spawns it "
+            f"(await system.spawn({factory.__name__}))",
+            param_hint=hint,
+        )
+    if inspect.isclass(factory):
+        raise click.BadParameter(f"{spec!r} is a class; {wanted}", param_hint=hint)
+    if not callable(factory):
+        raise click.BadParameter(
+            f"{spec!r} is not callable (it is a {type(factory).__name__}); {wanted}",
+            param_hint=hint,
+        )
+    if not _is_async_callable(factory):
+        raise click.BadParameter(
+            f"{spec!r} is a plain function, not an async one; {wanted}", param_hint=hint
+        )
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(None)
+        except TypeError:
+            raise click.BadParameter(
+                f"{spec!r} must take exactly one argument, the ActorSystem; "
+                f"its signature is {signature}",
+                param_hint=hint,
+            ) from None
+    return factory  # type: ignore[no-any-return]
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    click.echo(f"jumpstart: {text}", err=True)
+
+
+async def _watch_signals(
+    signals: Any,
+    system: ActorSystem,
+    work: trio.CancelScope,
+    everything: trio.CancelScope,
+    received: list[signal.Signals],
+) -> None:
+    async for signum in signals:
+        sig = signal.Signals(signum)
+        received.append(sig)
+        if len(received) == 1:
+            _say(
+                f"{sig.name} received; shutting down gracefully (at most "
+                f"{system.shutdown_timeout:g} s; send it again to stop at once)"
+            )
+            work.cancel()
+        else:
+            _say(f"{sig.name} received again; stopping at once")
+            everything.cancel()
+            return
+
+
+async def run_system(system: ActorSystem, factory: Factory) -> list[signal.Signals]:
+    """Run ``factory(system)`` in ``system``, then wait until every top-level actor has stopped.
+
+    The system is entered here and left gracefully once the factory has returned
+    and no top-level user actor is alive. SIGINT or SIGTERM cancels the factory
+    (or the wait) and shuts the system down gracefully, in at most its
+    ``shutdown_timeout``; a second signal stops the remaining actors at once.
+    Must run in trio's main thread.
+
+    Returns:
+        The signals received, in order: empty when the system stopped by itself.
+    """
+    received: list[signal.Signals] = []
+    with trio.open_signal_receiver(*SHUTDOWN_SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+            work = trio.CancelScope()
+            nursery.start_soon(_watch_signals, signals, system, work, nursery.cancel_scope,
+                               received)
+            try:
+                async with system:
+                    with work:
+                        await factory(system)
+                        await system.wait_until_idle()
+            finally:
+                nursery.cancel_scope.cancel()
+    return received
+
+
+def _single_leaf(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _fail_with_traceback(exc: BaseException) -> NoReturn:
+    leaf = _single_leaf(exc)
+    if isinstance(leaf, SystemExit):
+        raise leaf
+    if isinstance(leaf, KeyboardInterrupt):
+        sys.exit(128 + signal.SIGINT)
+    click.echo("".join(traceback.format_exception(leaf)).rstrip("\n"), err=True)
+    sys.exit(1)
+
+
+# -- drawing -------------------------------------------------------------------------------
+
+
+def state_machines(actor_class: type[Actor]) -> dict[str, StateMachine]:
+    """The state machines of an actor class, by attribute name, ``lifecycle`` first.
+
+    ``lifecycle`` is the lifecycle every actor goes through; the others are the
+    :class:`StateMachine` attributes declared on the class or its bases (a
+    subclass's declaration hides its base's one of the same name).
+    """
+    machines: dict[str, StateMachine] = {"lifecycle": LIFECYCLE}
+    for klass in actor_class.__mro__:
+        for attr, value in vars(klass).items():
+            if isinstance(value, StateMachine) and attr not in machines:
+                machines[attr] = value
+    return machines
+
+
+def _describe(machine: StateMachine) -> str:
+    return f"{len(machine.leaves)} states, {len(machine.transitions)} transitions"
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+class _Jumpstart(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # "jumpstart" in usage lines, even when started as `python -m jumpstarter._cli`
+        kwargs.setdefault("prog_name", "jumpstart")
+        return super().main(*args, **kwargs)
+
+
+@click.group("jumpstart", cls=_Jumpstart, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="jumpstart",
+                      message="%(prog)s (jumpstarter) %(version)s")
+def main() -> None:
+    """Run jumpstarter actor systems and draw their state machines."""
+
+
+@main.command()
+@click.argument("target", metavar="MODULE:FACTORY")
+@click.option("--name", metavar="NAME",
+              help="The actor system's name.  [default: the module's name]")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              metavar="SECONDS", help="How long a graceful shutdown may take.")
+@click.option("--log", "log", metavar="DEST",
+              help="Log every handled message as JSON lines to stdout, stderr or a file.")
+def run(target: str, name: str | None, shutdown_timeout: float, log: str | None) -> None:
+    """Run FACTORY, an async function of MODULE, in a new actor system.
+
+    FACTORY is called as ``await FACTORY(system)``; it typically spawns actors
+    and tells or asks them something. Once it returns, the system keeps running
+    until every top-level actor has stopped, then shuts down.
+
+    SIGINT (Ctrl-C) or SIGTERM shuts the system down gracefully: actors handle
+    their mail and stop, children first. A second signal stops them at once.
+    MODULE is imported from the current directory or PYTHONPATH.
+
+    \b
+    Example:
+        jumpstart run examples.hello:main
+    """
+    factory = load_factory(target)
+    system_name = name if name is not None else target.partition(":")[0].strip()
+    try:
+        system = ActorSystem(system_name, shutdown_timeout=shutdown_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--name'") from None
+    if log is not None:
+        try:
+            enable_logging(log)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot open {log!r} for logging: {exc}",
+                                     param_hint="'--log'") from None
+    try:
+        received = trio.run(run_system, system, factory)
+    except KeyboardInterrupt:  # SIGINT outside of the signal receiver (start-up, last moments)
+        sys.exit(128 + signal.SIGINT)
+    except BaseException as exc:
+        _fail_with_traceback(exc)
+    finally:
+        if log is not None:
+            disable_logging()
+    if len(received) > 1:
+        sys.exit(128 + received[-1])
+
+
+@main.command()
+@click.argument("target", metavar="MODULE:CLASS")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write; its suffix (" + ", ".join(DRAW_SUFFIXES)
+              + ") sets the format. .svg, .png and .pdf need Graphviz's 'dot'.")
+@click.option("-m", "--machine", default="lifecycle", show_default=True, metavar="NAME",
+              help="Which machine: 'lifecycle' or a StateMachine attribute of CLASS.")
+@click.option("--list", "list_machines", is_flag=True,
+              help="List the machines of CLASS instead of drawing one.")
+def graph(target: str, output: Path | None, machine: str, list_machines: bool) -> None:
+    """Draw a state machine of an Actor subclass.
+
+    \b
+    Examples:
+        jumpstart graph examples.hello:Door --list
+        jumpstart graph examples.hello:Door --machine position -o door.svg
+        jumpstart graph examples.hello:Door -o lifecycle.mmd
+    """
+    hint = "'MODULE:CLASS'"
+    obj = load_object(target, what="CLASS", param_hint=hint)
+    if isinstance(obj, StateMachine):
+        machines = {obj.name or target.partition(":")[2]: obj}
+        if machine == "lifecycle":
+            machine = next(iter(machines))
+    elif inspect.isclass(obj) and issubclass(obj, Actor):
+        machines = state_machines(obj)
+    else:
+        kind = "class" if inspect.isclass(obj) else type(obj).__name__
+        raise click.BadParameter(
+            f"{target!r} is a {kind}, not an Actor subclass (or a StateMachine)",
+            param_hint=hint,
+        )
+    if list_machines:
+        width = max(map(len, machines))
+        for attr, declared in machines.items():
+            click.echo(f"{attr:<{width}}  {_describe(declared)}")
+        return
+    chosen = machines.get(machine)
+    if chosen is None:
+        raise click.BadParameter(
+            f"{target} has no state machine {machine!r}; "
+            f"available: {', '.join(machines)}",
+            param_hint="'--machine'",
+        )
+    if output is None:
+        raise click.UsageError(
+            "missing option '-o' / '--output': the file to draw to, such as "
+            f"{machine}.svg (or use --list)"
+        )
+    if output.suffix.lower() not in DRAW_SUFFIXES:
+        raise click.BadParameter(
+            f"cannot draw to {str(output)!r}: use one of {', '.join(DRAW_SUFFIXES)}",
+            param_hint="'-o' / '--output'",
+        )
+    try:
+        chosen.draw(output)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
+    except RuntimeError as exc:  # Graphviz's dot is not installed
+        raise click.UsageError(str(exc)) from None
+    except ImportError as exc:
+        raise click.UsageError(
+            f"drawing {str(output)!r} needs the graphviz Python package ({exc}); "
+            "install it with: pip install 'jumpstarter[graph]'"
+        ) from None
+    except subprocess.CalledProcessError as exc:
+        raise click.ClickException(f"Graphviz's dot failed (exit code {exc.returncode})") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {str(output)!r}: {exc}") from None
+    click.echo(f"wrote the {machine} machine of {target} ({_describe(chosen)}) to {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,506 @@
+"""ActorSystem: the nursery, registry, supervisor and dead letters of a set of actors."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final
+
+import attrs
+import trio
+
+from ._actor import Actor, handler
+from ._cell import ActorCell
+from ._exceptions import (
+    ActorNotFound,
+    ActorStopped,
+    DependencyError,
+    InvalidActorPath,
+    SystemNotRunning,
+)
+from ._logging import configure_from_environment
+from ._messages import DeadLetter, PauseRequest, ResumeRequest
+from ._ref import ActorRef
+from ._supervision import OneForOne, SupervisorStrategy
+
+__all__ = [
+    "ActorStatistics",
+    "ActorSystem",
+    "DeadLetters",
+    "SubscribeDeadLetters",
+    "SystemStatistics",
+    "UnsubscribeDeadLetters",
+]
+
+logger = logging.getLogger("jumpstarter")
+
+USER_ROOT: Final = "/user"
+SYSTEM_ROOT: Final = "/system"
+
+
+@attrs.frozen(kw_only=True)
+class ActorStatistics:
+    """Counters of one actor, as returned by :meth:`ActorSystem.statistics`."""
+
+    path: str
+    state: str
+    received: int
+    handled: int
+    failed: int
+    restarts: int
+    mailbox_depth: int
+
+
+@attrs.frozen(kw_only=True)
+class SystemStatistics:
+    """A snapshot of every live actor's counters and of the dead letters."""
+
+    actors: Mapping[str, ActorStatistics]
+    dead_letters: int
+
+
+@attrs.frozen
+class SubscribeDeadLetters:
+    """Tell the dead letters actor to forward every :class:`DeadLetter` to ``subscriber``."""
+
+    subscriber: ActorRef
+
+
+@attrs.frozen
+class UnsubscribeDeadLetters:
+    """Stop forwarding dead letters to ``subscriber``."""
+
+    subscriber: ActorRef
+
+
+class DeadLetters(Actor):
+    """The actor at ``/system/dead_letters``: receives every undeliverable message.
+
+    Subscribers (:class:`SubscribeDeadLetters`) get a copy of each
+    :class:`DeadLetter`; they are watched, and dropped when they stop.
+    """
+
+    mailbox_size = 1 << 30
+
+    def __init__(self) -> None:
+        self.subscribers: set[ActorRef] = set()
+
+    @handler
+    def subscribe(self, msg: SubscribeDeadLetters) -> None:
+        self.subscribers.add(msg.subscriber)
+
+    @handler
+    def unsubscribe(self, msg: UnsubscribeDeadLetters) -> None:
+        self.subscribers.discard(msg.subscriber)
+
+    @handler
+    def record(self, msg: DeadLetter) -> None:
+        for subscriber in tuple(self.subscribers):
+            if subscriber._cell.finished:
+                self.subscribers.discard(subscriber)
+            elif subscriber._cell is not self._cell:
+                subscriber._cell.notify(msg)
+
+
+def _validate_name(name: str) -> None:
+    if not name or "/" in name or name.startswith("$") or name != name.strip():
+        raise InvalidActorPath(
+            f"invalid actor name {name!r}: use a non-empty name without '/', "
+            f"surrounding spaces or a leading '$'"
+        )
+
+
+class ActorSystem:
+    """A set of actors running in one trio nursery.
+
+    Use it as an async context manager; leaving the block shuts the system down
+    gracefully (see :meth:`shutdown`)::
+
+        async with ActorSystem("shop") as system:
+            cart = await system.spawn(Cart, name="cart")
+            await cart.tell(AddItem("book"))
+
+    Args:
+        name: the system's name, the first part of its actors' addresses.
+        supervisor: the strategy for top-level actors (default: one-for-one
+            restarts with backoff; escalation stops the actor).
+        shutdown_timeout: seconds a graceful shutdown may take before the
+            remaining actors are stopped at once.
+        ask_timeout: the default timeout of ``ask``.
+        dead_letter_history: how many recent dead letters
+            :meth:`recent_dead_letters` keeps.
+        seed: seeds the jitter of restart backoff, for reproducible tests.
+    """
+
+    BUDGET: Final = 256
+    """Calls of tell/ask between two forced schedule points."""
+
+    def __init__(
+        self,
+        name: str = "jumpstarter",
+        *,
+        supervisor: SupervisorStrategy | None = None,
+        shutdown_timeout: float = 10.0,
+        ask_timeout: float = 30.0,
+        dead_letter_history: int = 1000,
+        seed: int | None = None,
+    ) -> None:
+        if not name or "/" in name:
+            raise ValueError(f"invalid system name {name!r}: use a non-empty name without '/'")
+        self.name = name
+        self.supervisor = supervisor or OneForOne()
+        self.shutdown_timeout = shutdown_timeout
+        self.ask_timeout = ask_timeout
+        self.force_release_timeout = 1.0
+        self.random = random.Random(seed)
+        self.budget = self.BUDGET
+        self._registry: dict[str, ActorCell] = {}
+        self._top: dict[str, ActorCell] = {}
+        self._system_cells: dict[str, ActorCell] = {}
+        self._counter = 0
+        self._running = False
+        self._closing = False
+        self._nursery: trio.Nursery
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._dead_letter_count = 0
+        self._dead_letter_log: deque[DeadLetter] = deque(maxlen=dead_letter_history)
+        self._dead_letters_cell: ActorCell | None = None
+        self._idle: trio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<ActorSystem {self.name!r} actors={len(self._registry)}>"
+
+    # -- context management ---------------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        if self._running or self._closing:
+            raise RuntimeError(f"actor system {self.name!r} can only be entered once")
+        configure_from_environment()
+        stack = contextlib.AsyncExitStack()
+        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        self._stack = stack
+        self._running = True
+        cell = self._new_cell(None, DeadLetters, (), "dead_letters", f"{SYSTEM_ROOT}/dead_letters",
+                              capacity=DeadLetters.mailbox_size, dependencies=None)
+        self._system_cells["dead_letters"] = cell
+        cell.start_sync()
+        self._dead_letters_cell = cell
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._stack is not None
+        try:
+            with trio.CancelScope(shield=exc_type is not None):
+                await self.shutdown(None if exc_type is None else 0.0)
+        finally:
+            self._nursery.cancel_scope.cancel()
+            suppressed = await self._stack.__aexit__(exc_type, exc, tb)
+            with trio.CancelScope(shield=True):
+                await self._finish_remaining()
+        return suppressed
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop every actor gracefully, then the system.
+
+        Top-level actors are stopped together; each stops the actors that depend
+        on it first, then its children, then itself, handling the mail already in
+        its mailbox. Past ``timeout`` (default: ``shutdown_timeout``) the rest are
+        stopped at once and their mail goes to the dead letters. New spawns are
+        refused from the start of the shutdown.
+        """
+        if not self._running:
+            return
+        self._closing = True
+        deadline = self.shutdown_timeout if timeout is None else timeout
+        with trio.move_on_after(deadline):
+            cells = [c for c in self._top.values() if not c.finished]
+            if cells:
+                async with trio.open_nursery() as nursery:
+                    for cell in reversed(cells):
+                        nursery.start_soon(cell.stop_and_wait, True)
+        self._running = False
+        self._nursery.cancel_scope.cancel()
+
+    async def _finish_remaining(self) -> None:
+        for cell in list(self._registry.values()):
+            if not cell.finished and cell is not self._dead_letters_cell:
+                await cell.force_stop()
+        dead_letters = self._dead_letters_cell
+        if dead_letters is not None and not dead_letters.finished:
+            # Handle what reached the dead letters during shutdown, then stop them.
+            queue = dead_letters.mailbox
+            actor = dead_letters.actor
+            assert isinstance(actor, DeadLetters)
+            while queue:
+                item = queue.popleft()
+                if isinstance(item, DeadLetter):
+                    actor.record(item)
+            dead_letters._stop_sync()
+        self._running = False
+
+    # -- spawning -------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise SystemNotRunning(
+                f"actor system {self.name!r} is not running: spawn inside 'async with ActorSystem(...)'"
+            )
+        if self._closing:
+            raise SystemNotRunning(f"actor system {self.name!r} is shutting down")
+
+    def _new_cell(
+        self, parent: ActorCell | None, factory: Callable[..., Actor], args: tuple[Any, ...],
+        name: str, path: str, *, capacity: int, dependencies: list[ActorCell] | None,
+    ) -> ActorCell:
+        actor_class = factory.func if isinstance(factory, functools.partial) else factory
+        cell = ActorCell(self, parent, name, path, factory, actor_class, args, capacity,
+                         dependencies)
+        self._registry[path] = cell
+        return cell
+
+    def _spawn_soon(
+        self,
+        parent: ActorCell | None,
+        factory: Callable[..., Actor],
+        args: Sequence[Any],
+        *,
+        name: str | None,
+        depends_on: Sequence[ActorRef],
+        mailbox_size: int | None,
+    ) -> ActorRef:
+        self._check_running()
+        actor_class = factory.func if isinstance(factory, functools.partial) else factory
+        if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+            raise TypeError(
+                f"spawn takes an Actor subclass (or a functools.partial of one), got {factory!r}"
+            )
+        if parent is not None and (parent.stopping or parent.finished):
+            raise ActorStopped(f"{parent.path} is stopping and cannot spawn children")
+        if parent is None:
+            siblings = self._top
+            base = USER_ROOT
+        else:
+            if parent.children is None:
+                parent.children = {}
+            siblings = parent.children
+            base = parent.path
+        if name is None:
+            self._counter += 1
+            name = f"${self._counter}"
+        else:
+            _validate_name(name)
+            if name in siblings:
+                raise InvalidActorPath(f"{base}/{name} already exists; choose another name")
+        dependencies = None
+        if depends_on:
+            dependencies = []
+            for ref in depends_on:
+                dependency = ref._cell
+                if dependency.finished or dependency.stopping:
+                    raise DependencyError(f"cannot depend on {dependency.path}: it is stopped")
+                dependencies.append(dependency)
+        capacity = mailbox_size if mailbox_size is not None else actor_class.mailbox_size
+        if capacity < 1:
+            raise ValueError(f"mailbox_size must be at least 1, got {capacity}")
+        cell = self._new_cell(parent, factory, tuple(args), name, f"{base}/{name}",
+                              capacity=capacity, dependencies=dependencies)
+        siblings[name] = cell
+        for dependency in dependencies or ():
+            if dependency.dependents is None:
+                dependency.dependents = []
+            dependency.dependents.append(cell)
+        if actor_class._sync_start and dependencies is None:
+            cell.start_sync()
+        else:
+            cell.pending_start = True
+            cell._spawn_runner()
+        return cell.ref
+
+    def spawn_soon(
+        self,
+        actor: Callable[..., Actor],
+        *args: Any,
+        name: str | None = None,
+        depends_on: Sequence[ActorRef] = (),
+        mailbox_size: int | None = None,
+    ) -> ActorRef:
+        """Spawn a top-level actor and return its ref without waiting for it to start.
+
+        Messages sent before it has started wait in its mailbox. An actor whose
+        start awaits nothing (no resources, dependencies or async ``on_start``) is
+        started before this returns.
+
+        Args:
+            actor: an :class:`Actor` subclass, or a ``functools.partial`` of one to
+                pass keyword arguments.
+            *args: positional arguments for the actor's constructor.
+            name: the actor's name (default: a unique ``$n``); its path is
+                ``/user/<name>``.
+            depends_on: actors that must be started before this one starts, and
+                are stopped only after it has stopped.
+            mailbox_size: overrides the class's ``mailbox_size``.
+
+        Raises:
+            InvalidActorPath: the name is malformed or taken.
+            ActorStartError: a synchronous start failed.
+            SystemNotRunning: the system is not running.
+        """
+        return self._spawn_soon(None, actor, args, name=name, depends_on=depends_on,
+                                mailbox_size=mailbox_size)
+
+    async def spawn(
+        self,
+        actor: Callable[..., Actor],
+        *args: Any,
+        name: str | None = None,
+        depends_on: Sequence[ActorRef] = (),
+        mailbox_size: int | None = None,
+    ) -> ActorRef:
+        """Spawn a top-level actor and wait until it has started.
+
+        Takes the arguments of :meth:`spawn_soon`.
+
+        Raises:
+            ActorStartError: the actor failed while starting (``__cause__`` says why).
+        """
+        ref = self.spawn_soon(actor, *args, name=name, depends_on=depends_on,
+                              mailbox_size=mailbox_size)
+        await ref._cell.wait_started()
+        return ref
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def stop(self, ref: ActorRef, *, drain: bool = False) -> None:
+        """Stop an actor (and its children) and wait until it has stopped.
+
+        Args:
+            drain: handle the messages already in its mailbox first; otherwise
+                they go to the dead letters once the current message is handled.
+        """
+        await ref._cell.stop_and_wait(drain)
+
+    def pause(self, ref: ActorRef) -> None:
+        """Stop handling user messages; the mailbox keeps filling up to its size."""
+        ref._cell.post_system(PauseRequest())
+
+    def resume(self, ref: ActorRef) -> None:
+        """Resume a paused actor."""
+        ref._cell.post_system(ResumeRequest())
+
+    # -- lookup ------------------------------------------------------------------------------------
+
+    def address_of(self, path: str) -> str:
+        """The address of the actor at ``path`` in this system."""
+        return f"local://{self.name}{path}"
+
+    def lookup(self, path: str) -> ActorRef:
+        """The ref of the live actor at ``path`` (``/user/a/b``, or ``a/b`` under ``/user``).
+
+        Raises:
+            ActorNotFound: no live actor has that path.
+        """
+        if not path.startswith("/"):
+            path = f"{USER_ROOT}/{path}"
+        cell = self._registry.get(path)
+        if cell is None or cell.finished:
+            raise ActorNotFound(f"no actor at {path} in system {self.name!r}")
+        return cell.ref
+
+    def ref(self, address: str) -> ActorRef:
+        """The ref for an address (``local://system/user/a``) or a path in this system.
+
+        Raises:
+            ActorNotFound: the address names another system or no live actor.
+        """
+        prefix = f"local://{self.name}"
+        if address.startswith(prefix + "/"):
+            return self.lookup(address[len(prefix):])
+        if "://" in address:
+            raise ActorNotFound(f"{address} is not an address in system {self.name!r}")
+        return self.lookup(address)
+
+    def state_of(self, ref: ActorRef) -> str:
+        """The actor's current lifecycle state, such as ``started.running.healthy``."""
+        return ref._cell.lifecycle.state
+
+    async def wait_for_state(self, ref: ActorRef, *states: str) -> str:
+        """Wait until the actor's lifecycle is in one of ``states``; return the state."""
+        return await ref._cell.lifecycle.wait_for(*states)
+
+    def on_state_change(self, ref: ActorRef, callback: Callable[[str, str, str], object]) -> Callable[[], None]:
+        """Call ``callback(old, new, trigger)`` on each lifecycle change; returns an unsubscriber."""
+        return ref._cell.lifecycle.on_change(callback)
+
+    def watch(self, watcher: ActorRef, target: ActorRef) -> None:
+        """Make ``watcher`` receive :class:`~jumpstarter.Terminated` when ``target`` stops."""
+        target._cell.add_watcher(watcher._cell)
+
+    # -- dead letters --------------------------------------------------------------------------------
+
+    @property
+    def dead_letters(self) -> ActorRef:
+        """The dead letters actor; tell it :class:`SubscribeDeadLetters` to get copies."""
+        if self._dead_letters_cell is None:
+            raise SystemNotRunning(f"actor system {self.name!r} is not running")
+        return self._dead_letters_cell.ref
+
+    def recent_dead_letters(self) -> tuple[DeadLetter, ...]:
+        """The most recent dead letters, oldest first."""
+        return tuple(self._dead_letter_log)
+
+    def _dead_letter(self, message: Any, recipient: str, sender: ActorRef | None, reason: str) -> None:
+        letter = DeadLetter(message=message, recipient=self.address_of(recipient), sender=sender,
+                            reason=reason)
+        self._dead_letter_count += 1
+        self._dead_letter_log.append(letter)
+        cell = self._dead_letters_cell
+        if cell is not None and not cell.finished and recipient != cell.path:
+            cell.notify(letter)
+
+    # -- observation -----------------------------------------------------------------------------------
+
+    def statistics(self) -> SystemStatistics:
+        """Counters of every live actor (received, handled, failed, restarts, mailbox depth)."""
+        actors = {
+            path: ActorStatistics(
+                path=path,
+                state=cell.lifecycle.state,
+                received=cell.received,
+                handled=cell.handled,
+                failed=cell.failed,
+                restarts=cell.restarts,
+                mailbox_depth=len(cell.mailbox or ()),
+            )
+            for path, cell in self._registry.items()
+        }
+        return SystemStatistics(actors=actors, dead_letters=self._dead_letter_count)
+
+    @property
+    def actors(self) -> dict[str, ActorRef]:
+        """Every live user actor, by path."""
+        return {
+            path: cell.ref
+            for path, cell in self._registry.items()
+            if path.startswith(USER_ROOT + "/")
+        }
+
+    async def wait_until_idle(self) -> None:
+        """Return once no top-level user actor is alive (all have stopped)."""
+        while any(not cell.finished for cell in self._top.values()):
+            cells = [c for c in self._top.values() if not c.finished]
+            await cells[0].lifecycle.wait_for("stopped")
+        await trio.lowlevel.checkpoint()
+
+    def _unregister(self, cell: ActorCell) -> None:
+        if self._registry.get(cell.path) is cell:
+            del self._registry[cell.path]
