@@ -204,10 +204,11 @@ class ActorSystem:
                 await self.shutdown(None if exc_type is None else 0.0)
         finally:
             self._nursery.cancel_scope.cancel()
-            suppressed = await self._stack.__aexit__(exc_type, exc, tb)
+            # The block's own exception is not the nursery's: it propagates as is.
+            await self._stack.__aexit__(None, None, None)
             with trio.CancelScope(shield=True):
                 await self._finish_remaining()
-        return suppressed
+        return None
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop every actor gracefully, then the system.
