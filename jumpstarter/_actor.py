@@ -41,9 +41,9 @@ class Handler:
 
 
 @overload
-def handler(func: _F, /) -> _F: ...
-@overload
 def handler(*message_types: type) -> Callable[[_F], _F]: ...
+@overload
+def handler(func: _F, /) -> _F: ...
 def handler(*args: Any) -> Any:
     """Mark a method as the handler of a message type.
 
@@ -165,8 +165,7 @@ def _message_types(func: Callable[..., Any], owner: type) -> tuple[type, ...]:
     for member in members:
         if not isinstance(member, type):
             raise TypeError(
-                f"handler {func.__qualname__}: {member!r} is not a class; "
-                f"use @handler(MessageType)"
+                f"handler {func.__qualname__}: {member!r} is not a class; use @handler(MessageType)"
             )
     return tuple(members)
 
@@ -359,8 +358,14 @@ class Actor:
         """The live children, by name, in spawn order."""
         return {name: cell.ref for name, cell in (self._cell.children or {}).items()}
 
-    def spawn_soon(self, actor: Callable[..., Actor], *args: Any, name: str | None = None,
-                   depends_on: Sequence[ActorRef] = (), mailbox_size: int | None = None) -> ActorRef:
+    def spawn_soon(
+        self,
+        actor: Callable[..., Actor],
+        *args: Any,
+        name: str | None = None,
+        depends_on: Sequence[ActorRef] = (),
+        mailbox_size: int | None = None,
+    ) -> ActorRef:
         """Spawn a child supervised by this actor; it starts in the background.
 
         See :meth:`ActorSystem.spawn_soon` for the arguments.
@@ -369,15 +374,22 @@ class Actor:
             self._cell, actor, args, name=name, depends_on=depends_on, mailbox_size=mailbox_size
         )
 
-    async def spawn(self, actor: Callable[..., Actor], *args: Any, name: str | None = None,
-                    depends_on: Sequence[ActorRef] = (), mailbox_size: int | None = None) -> ActorRef:
+    async def spawn(
+        self,
+        actor: Callable[..., Actor],
+        *args: Any,
+        name: str | None = None,
+        depends_on: Sequence[ActorRef] = (),
+        mailbox_size: int | None = None,
+    ) -> ActorRef:
         """Spawn a child supervised by this actor and wait until it has started.
 
         Raises:
             ActorStartError: the child failed while starting.
         """
-        ref = self.spawn_soon(actor, *args, name=name, depends_on=depends_on,
-                              mailbox_size=mailbox_size)
+        ref = self.spawn_soon(
+            actor, *args, name=name, depends_on=depends_on, mailbox_size=mailbox_size
+        )
         await ref._cell.wait_started()
         return ref
 
@@ -402,8 +414,14 @@ class Actor:
         """
         return self._cell.start_timer(delay, message, key=key, repeat=False)
 
-    def send_every(self, interval: float, message: Any, *, key: object = None,
-                   initial_delay: float | None = None) -> object:
+    def send_every(
+        self,
+        interval: float,
+        message: Any,
+        *,
+        key: object = None,
+        initial_delay: float | None = None,
+    ) -> object:
         """Tell this actor ``message`` every ``interval`` seconds until cancelled."""
         return self._cell.start_timer(
             interval, message, key=key, repeat=True, initial_delay=initial_delay

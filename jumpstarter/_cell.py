@@ -67,11 +67,11 @@ from ._messages import (
     SystemMessage,
     Terminated,
 )
+from ._ref import ActorRef
 from ._statemachine import MachineState
 from ._supervision import Directive
 
 if TYPE_CHECKING:
-    from ._ref import ActorRef
     from ._system import ActorSystem
 
 logger = logging.getLogger("jumpstarter")
@@ -84,6 +84,18 @@ _HEALTH_TRIGGERS = {
     Health.DEGRADED: "report_degraded",
     Health.UNHEALTHY: "report_unhealthy",
 }
+
+
+def _follow(state: str, *triggers: str) -> str:
+    """The state the lifecycle table reaches from ``state`` through ``triggers``."""
+    for trigger in triggers:
+        state = LIFECYCLE.table[state][trigger]
+    return state
+
+
+_BEFORE_TASKS_STARTED = _follow(
+    LIFECYCLE.initial_leaf, "initialize", "dependencies_started", "resources_acquired"
+)
 
 
 class _EscalateRequest(SystemMessage):
@@ -106,51 +118,39 @@ def _abort_parked(cell: ActorCell) -> Callable[[Any], Abort]:
 
 
 class ActorCell:
-    """Runtime state of one actor; never handed to user code."""
+    """Runtime state of one actor; never handed to user code.
 
-    __slots__ = (
-        "accepting",
-        "active",
-        "actor",
-        "actor_class",
-        "args",
-        "busy",
-        "capacity",
-        "children",
-        "current_sender",
-        "dependencies",
-        "dependents",
-        "exit_stack",
-        "factory",
-        "failed",
-        "finished",
-        "handled",
-        "has_runner",
-        "health",
-        "lifecycle",
-        "mailbox",
-        "name",
-        "parent",
-        "parked",
-        "path",
-        "pending_start",
-        "received",
-        "ref",
-        "restart_times",
-        "restarts",
-        "start_failed",
-        "started_once",
-        "start_scope",
-        "stop_reason",
-        "stopping",
-        "system",
-        "sysq",
-        "tasks",
-        "timers",
-        "waiting_senders",
-        "watchers",
-        "watching",
-    )
+    Fields that most actors never change live on the class as defaults, so an
+    idle actor's cell holds only a dozen values (spawning is cheaper, and so is
+    every pass of the garbage collector over a hundred thousand cells).
+    """
+
+    # Rarely set: class-level defaults, shadowed per instance when they change.
+    busy = False
+    idle = False
+    has_runner = False
+    pending_start = False
+    start_failed = False
+    started_once = False
+    finished = False
+    stopping = False
+    failed = 0
+    restarts = 0
+    health = Health.HEALTHY
+    factory: Callable[..., Actor]
+    args: tuple[Any, ...] = ()
+    dependencies: list[ActorCell] | None = None
+    children: dict[str, ActorCell] | None = None
+    dependents: list[ActorCell] | None = None
+    watchers: set[ActorCell] | None = None
+    watching: set[ActorCell] | None = None
+    timers: dict[object, trio.CancelScope] | None = None
+    tasks: set[trio.CancelScope] | None = None
+    exit_stack: contextlib.AsyncExitStack | None = None
+    restart_times: deque[float] | None = None
+    current_sender: ActorRef | None = None
+    stop_reason: BaseException | None = None
+    start_scope: trio.CancelScope | None = None
 
     def __init__(
         self,
@@ -164,54 +164,34 @@ class ActorCell:
         capacity: int,
         dependencies: list[ActorCell] | None,
     ) -> None:
-        from ._ref import ActorRef
-
+        # Read on every message: kept in the instance.
+        self.active = False
+        self.accepting = True
+        self.mailbox: deque[Any] | None = None
+        self.sysq: deque[SystemMessage] | None = None
+        self.waiting_senders: deque[list[Any]] | None = None
+        self.parked: trio.lowlevel.Task | None = None
+        self.received = 0
+        self.handled = 0
+        self.capacity = capacity
+        self.actor: Actor | None = None
+        self.actor_class = actor_class
         self.system = system
         self.parent = parent
         self.name = name
         self.path = path
         self.factory = factory
-        self.actor_class = actor_class
-        self.args = args
-        self.capacity = capacity
-        self.dependencies = dependencies
-        self.ref: ActorRef = ActorRef._from_cell(self)
-        self.actor: Actor | None = None
+        if args:
+            self.args = args
+        if dependencies:
+            self.dependencies = dependencies
         self.lifecycle = MachineState(LIFECYCLE)
-        self.active = False
-        self.accepting = True
-        self.finished = False
-        self.stopping = False
-        self.busy = False
-        self.has_runner = False
-        self.pending_start = False
-        self.start_failed = False
-        self.started_once = False
-        self.parked: trio.lowlevel.Task | None = None
-        self.mailbox: deque[Any] | None = None
-        self.sysq: deque[SystemMessage] | None = None
-        self.waiting_senders: deque[list[Any]] | None = None
-        self.received = 0
-        self.handled = 0
-        self.failed = 0
-        self.restarts = 0
-        self.children: dict[str, ActorCell] | None = None
-        self.dependents: list[ActorCell] | None = None
-        self.watchers: set[ActorCell] | None = None
-        self.watching: set[ActorCell] | None = None
-        self.timers: dict[object, trio.CancelScope] | None = None
-        self.tasks: set[trio.CancelScope] | None = None
-        self.exit_stack: contextlib.AsyncExitStack | None = None
-        self.restart_times: deque[float] | None = None
-        self.current_sender: ActorRef | None = None
-        self.stop_reason: BaseException | None = None
-        self.start_scope: trio.CancelScope | None = None
-        self.health = Health.HEALTHY
+        self.ref: ActorRef = ActorRef._from_cell(self)
 
     def __repr__(self) -> str:
         return f"<ActorCell {self.path} {self.lifecycle.state}>"
 
-    # -- delivery ----------------------------------------------------------------
+    # -- delivery -------------------------------------------------------------
 
     def _notify_mail(self) -> None:
         if self.active:
@@ -295,7 +275,7 @@ class ActorCell:
             and not self.sysq
             and not self.busy
             and not SWITCH.enabled
-            and (self.parked is not None or not self.has_runner)
+            and (self.idle or not self.has_runner)
         ):
             found = self.actor_class._handler_for(type(message))
             if found is not None and not found.is_async:
@@ -311,9 +291,7 @@ class ActorCell:
         with trio.move_on_after(timeout):
             await self._put(envelope)
             return await reply.wait()
-        raise AskTimeout(
-            f"{self.path} did not answer {type(message).__name__} within {timeout} s"
-        )
+        raise AskTimeout(f"{self.path} did not answer {type(message).__name__} within {timeout} s")
 
     def _handle_inline(self, found: Handler, message: Any, sender: ActorRef | None) -> Any:
         self.received += 1
@@ -359,7 +337,7 @@ class ActorCell:
         elif not self.has_runner:
             self._spawn_runner()
 
-    # -- the runner ----------------------------------------------------------------
+    # -- the runner -----------------------------------------------------------
 
     def _spawn_runner(self) -> None:
         self.has_runner = True
@@ -380,7 +358,11 @@ class ActorCell:
                 elif self.active and self.mailbox:
                     await self._drain()
                 else:
-                    await self._park()
+                    self.idle = True
+                    try:
+                        await self._park()
+                    finally:
+                        self.idle = False
         except trio.Cancelled:
             with trio.CancelScope(shield=True):
                 await self.force_stop()
@@ -524,7 +506,7 @@ class ActorCell:
         elif isinstance(request, Deliver):
             self.notify(request.message)
 
-    # -- starting --------------------------------------------------------------------
+    # -- starting -------------------------------------------------------------
 
     def instantiate(self) -> None:
         factory = self.factory
@@ -533,18 +515,18 @@ class ActorCell:
         actor._cell = self
         self.actor = actor
         if isinstance(factory, functools.partial):
-            actor.__init__(*factory.args, *self.args, **factory.keywords)
+            actor_class.__init__(actor, *factory.args, *self.args, **factory.keywords)
         else:
-            actor.__init__(*self.args)
+            actor_class.__init__(actor, *self.args)
 
     def start_sync(self) -> None:
         """Start an actor whose start awaits nothing, inside ``spawn_soon``."""
         lifecycle = self.lifecycle
         try:
             self.instantiate()
-            lifecycle.fire("initialize")
-            lifecycle.fire("dependencies_started")
-            lifecycle.fire("resources_acquired")
+            # Nobody can observe a cell that spawn has not returned yet, so the
+            # steps up to on_start are taken at once (the table allows them).
+            lifecycle.state = _BEFORE_TASKS_STARTED
             assert self.actor is not None
             self.actor.on_start()
             lifecycle.fire("tasks_started")
@@ -641,8 +623,12 @@ class ActorCell:
             for spec in list(pending):
                 if all(dep in refs for dep in spec.depends_on):
                     refs[spec.name] = self.system._spawn_soon(
-                        self, spec.actor, spec.args, name=spec.name,
-                        depends_on=[refs[d] for d in spec.depends_on], mailbox_size=None,
+                        self,
+                        spec.actor,
+                        spec.args,
+                        name=spec.name,
+                        depends_on=[refs[d] for d in spec.depends_on],
+                        mailbox_size=None,
                     )
                     pending.remove(spec)
         for ref in refs.values():
@@ -673,13 +659,21 @@ class ActorCell:
     def _apply_health(self) -> None:
         trigger = _HEALTH_TRIGGERS[self.health]
         lifecycle = self.lifecycle
-        if lifecycle.is_in("started.running") and lifecycle.state != f"started.running.{self.health.value}":
+        if (
+            lifecycle.is_in("started.running")
+            and lifecycle.state != f"started.running.{self.health.value}"
+        ):
             lifecycle.fire(trigger)
 
-    # -- timers and background tasks -----------------------------------------------------
+    # -- timers and background tasks ------------------------------------------
 
     def start_timer(
-        self, delay: float, message: Any, *, key: object, repeat: bool,
+        self,
+        delay: float,
+        message: Any,
+        *,
+        key: object,
+        repeat: bool,
         initial_delay: float | None = None,
     ) -> object:
         if self.finished or self.stopping:
@@ -696,8 +690,13 @@ class ActorCell:
         return key
 
     async def _timer(
-        self, scope: trio.CancelScope, key: object, first: float, interval: float,
-        message: Any, repeat: bool,
+        self,
+        scope: trio.CancelScope,
+        key: object,
+        first: float,
+        interval: float,
+        message: Any,
+        repeat: bool,
     ) -> None:
         with scope:
             await trio.sleep(first)
@@ -728,7 +727,9 @@ class ActorCell:
         self.system._nursery.start_soon(self._background, scope, async_fn, tuple(args))
 
     async def _background(
-        self, scope: trio.CancelScope, async_fn: Callable[..., Awaitable[object]],
+        self,
+        scope: trio.CancelScope,
+        async_fn: Callable[..., Awaitable[object]],
         args: tuple[Any, ...],
     ) -> None:
         try:
@@ -752,7 +753,7 @@ class ActorCell:
                 scope.cancel()
             self.tasks = None
 
-    # -- crashing and supervision ------------------------------------------------------------
+    # -- crashing and supervision ---------------------------------------------
 
     def _crash(self, exc: BaseException) -> None:
         if not self.lifecycle.can("crash"):
@@ -772,7 +773,10 @@ class ActorCell:
                     error.__cause__ = exc
                     item.reply.fail(error)
                     self.system._dead_letter(
-                        item.message, self.path, item.sender, "the recipient crashed before handling it"
+                        item.message,
+                        self.path,
+                        item.sender,
+                        "the recipient crashed before handling it",
                     )
                 else:
                     kept.append(item)
@@ -780,7 +784,7 @@ class ActorCell:
             queue.extend(kept)
         _supervise(self, exc)
 
-    # -- restarting ------------------------------------------------------------------------------
+    # -- restarting -----------------------------------------------------------
 
     async def _restart(self, request: RestartRequest) -> None:
         if self.finished or self.stopping:
@@ -799,6 +803,8 @@ class ActorCell:
                 return
         await self._stop_cells(list((self.children or {}).values()), drain=False)
         await self._release_instance()
+        if self.stopping or self._stop_pending():
+            return
         try:
             self.instantiate()
         except Exception as exc:
@@ -830,7 +836,7 @@ class ActorCell:
         for name in self.actor_class._resource_names:
             actor.__dict__.pop(name, None)
 
-    # -- stopping ----------------------------------------------------------------------------------
+    # -- stopping -------------------------------------------------------------
 
     def request_stop(self, drain: bool) -> None:
         """Ask the actor to stop; synchronous when nothing needs awaiting."""
@@ -853,7 +859,7 @@ class ActorCell:
             and self.exit_stack is None
             and not self.sysq
             and not self.pending_start
-            and (not self.has_runner or self.parked is not None)
+            and (not self.has_runner or self.idle)
             and not (drain and self.mailbox)
         )
 
@@ -984,13 +990,16 @@ class ActorCell:
         if type(item) is Envelope:
             if item.reply is not None:
                 item.reply.fail(
-                    ActorStopped(f"{self.path} stopped before handling this {type(item.message).__qualname__}")
+                    ActorStopped(
+                        f"{self.path} stopped before handling this "
+                        f"{type(item.message).__qualname__}"
+                    )
                 )
             self.system._dead_letter(item.message, self.path, item.sender, reason)
         else:
             self.system._dead_letter(item, self.path, None, reason)
 
-    # -- watching -------------------------------------------------------------------------------------
+    # -- watching -------------------------------------------------------------
 
     def add_watcher(self, watcher: ActorCell) -> None:
         if self.finished:
@@ -1022,28 +1031,40 @@ def _supervise(child: ActorCell, exc: BaseException) -> None:
         logger.error("supervisor decider failed for %s: %r", child.path, decider_error)
         directive = Directive.ESCALATE
     delay = 0.0
+    affected: list[ActorCell] = []
     if directive is Directive.RESTART:
+        # Every child that would restart must be within its intensity (as in
+        # one-for-all, a sibling's restart counts for each child restarted).
         now = trio.current_time()
-        times = child.restart_times
-        if times is None:
-            times = child.restart_times = deque()
-        while times and now - times[0] > strategy.within:
-            times.popleft()
-        if len(times) >= strategy.max_restarts:
+        affected = [
+            cell
+            for cell in strategy.affected(siblings or [child], child)
+            if not cell.finished and not cell.stopping
+        ]
+        for cell in affected:
+            if cell.restart_times is None:
+                cell.restart_times = deque()
+            times = cell.restart_times
+            while times and now - times[0] > strategy.within:
+                times.popleft()
+        if any(len(cell.restart_times or ()) >= strategy.max_restarts for cell in affected):
             logger.warning(
                 "actor %s exceeded %d restarts within %s s: escalating",
-                child.path, strategy.max_restarts, strategy.within,
+                child.path,
+                strategy.max_restarts,
+                strategy.within,
             )
             directive = Directive.ESCALATE
         else:
             if strategy.backoff is not None:
-                delay = strategy.backoff.delay(len(times), system.random)
-            times.append(now)
+                delay = strategy.backoff.delay(len(child.restart_times or ()), system.random)
+            for cell in affected:
+                assert cell.restart_times is not None
+                cell.restart_times.append(now)
     if directive is Directive.RESTART:
-        for cell in strategy.affected(siblings or [child], child):
-            if not cell.finished and not cell.stopping:
-                cell.restarts += 1
-                cell.post_system(RestartRequest(exc if cell is child else None, delay))
+        for cell in affected:
+            cell.restarts += 1
+            cell.post_system(RestartRequest(exc if cell is child else None, delay))
     elif directive is Directive.RESUME:
         child.post_system(_RecoverRequest())
     elif directive is Directive.STOP:

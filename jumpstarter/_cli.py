@@ -232,8 +232,9 @@ async def run_system(system: ActorSystem, factory: Factory) -> list[signal.Signa
     with trio.open_signal_receiver(*SHUTDOWN_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
             work = trio.CancelScope()
-            nursery.start_soon(_watch_signals, signals, system, work, nursery.cancel_scope,
-                               received)
+            nursery.start_soon(
+                _watch_signals, signals, system, work, nursery.cancel_scope, received
+            )
             try:
                 async with system:
                     with work:
@@ -294,20 +295,36 @@ class _Jumpstart(click.Group):
 
 
 @click.group("jumpstart", cls=_Jumpstart, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="jumpstart",
-                      message="%(prog)s (jumpstarter) %(version)s")
+@click.version_option(
+    __version__,
+    "-V",
+    "--version",
+    prog_name="jumpstart",
+    message="%(prog)s (jumpstarter) %(version)s",
+)
 def main() -> None:
     """Run jumpstarter actor systems and draw their state machines."""
 
 
 @main.command()
 @click.argument("target", metavar="MODULE:FACTORY")
-@click.option("--name", metavar="NAME",
-              help="The actor system's name.  [default: the module's name]")
-@click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              metavar="SECONDS", help="How long a graceful shutdown may take.")
-@click.option("--log", "log", metavar="DEST",
-              help="Log every handled message as JSON lines to stdout, stderr or a file.")
+@click.option(
+    "--name", metavar="NAME", help="The actor system's name.  [default: the module's name]"
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a graceful shutdown may take.",
+)
+@click.option(
+    "--log",
+    "log",
+    metavar="DEST",
+    help="Log every handled message as JSON lines to stdout, stderr or a file.",
+)
 def run(target: str, name: str | None, shutdown_timeout: float, log: str | None) -> None:
     """Run FACTORY, an async function of MODULE, in a new actor system.
 
@@ -333,8 +350,9 @@ def run(target: str, name: str | None, shutdown_timeout: float, log: str | None)
         try:
             enable_logging(log)
         except OSError as exc:
-            raise click.BadParameter(f"cannot open {log!r} for logging: {exc}",
-                                     param_hint="'--log'") from None
+            raise click.BadParameter(
+                f"cannot open {log!r} for logging: {exc}", param_hint="'--log'"
+            ) from None
     try:
         received = trio.run(run_system, system, factory)
     except KeyboardInterrupt:  # SIGINT outside of the signal receiver (start-up, last moments)
@@ -350,13 +368,28 @@ def run(target: str, name: str | None, shutdown_timeout: float, log: str | None)
 
 @main.command()
 @click.argument("target", metavar="MODULE:CLASS")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="The file to write; its suffix (" + ", ".join(DRAW_SUFFIXES)
-              + ") sets the format. .svg, .png and .pdf need Graphviz's 'dot'.")
-@click.option("-m", "--machine", default="lifecycle", show_default=True, metavar="NAME",
-              help="Which machine: 'lifecycle' or a StateMachine attribute of CLASS.")
-@click.option("--list", "list_machines", is_flag=True,
-              help="List the machines of CLASS instead of drawing one.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write; its suffix ("
+    + ", ".join(DRAW_SUFFIXES)
+    + ") sets the format. .svg, .png and .pdf need Graphviz's 'dot'.",
+)
+@click.option(
+    "-m",
+    "--machine",
+    default="lifecycle",
+    show_default=True,
+    metavar="NAME",
+    help="Which machine: 'lifecycle' or a StateMachine attribute of CLASS.",
+)
+@click.option(
+    "--list",
+    "list_machines",
+    is_flag=True,
+    help="List the machines of CLASS instead of drawing one.",
+)
 def graph(target: str, output: Path | None, machine: str, list_machines: bool) -> None:
     """Draw a state machine of an Actor subclass.
 
@@ -388,8 +421,7 @@ def graph(target: str, output: Path | None, machine: str, list_machines: bool) -
     chosen = machines.get(machine)
     if chosen is None:
         raise click.BadParameter(
-            f"{target} has no state machine {machine!r}; "
-            f"available: {', '.join(machines)}",
+            f"{target} has no state machine {machine!r}; available: {', '.join(machines)}",
             param_hint="'--machine'",
         )
     if output is None:

@@ -67,8 +67,11 @@ LIFECYCLE: Final = StateMachine(
         ("report_unhealthy", "started.running", "started.running.unhealthy"),
         ("pause", "started.running", "started.paused"),
         ("resume", "started.paused", "started.running"),
-        ("stop", ("initialized", "starting", "started", "crashed", "restarting"),
-         "stopping.tasks_stopped"),
+        (
+            "stop",
+            ("initialized", "starting", "started", "crashed", "restarting"),
+            "stopping.tasks_stopped",
+        ),
         ("resources_released", "stopping.tasks_stopped", "stopping.resources_released"),
         ("dependencies_stopped", "stopping.resources_released", "stopping.dependencies_stopped"),
         ("finish", "stopping.dependencies_stopped", "stopped"),

@@ -43,18 +43,25 @@ Observer = Callable[[str, str, str], object]
 """``callback(old_state, new_state, trigger)`` called after every state change."""
 
 
+def _state_tuple(children: Iterable[State | str]) -> tuple[State | str, ...]:
+    return tuple(children)
+
+
 @attrs.frozen
 class State:
     """A state with nested children; plain strings are leaf states."""
 
     name: str
-    children: tuple[State | str, ...] = attrs.field(default=(), converter=tuple)
+    children: tuple[State | str, ...] = attrs.field(default=(), converter=_state_tuple)
     initial: str | None = None
 
 
 @attrs.frozen
 class Transition:
-    """``trigger`` moves the machine from ``source`` (one state, several, or ``"*"``) to ``dest``."""
+    """``trigger`` moves the machine from ``source`` to ``dest``.
+
+    ``source`` is one state, a tuple of states, or ``"*"`` for every state.
+    """
 
     trigger: str
     source: str | tuple[str, ...]
@@ -91,10 +98,10 @@ def _machine_classes() -> tuple[type[Any], type[Any]]:
     """The ``transitions`` classes, with our separator, built on first use."""
     from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
-    class _DottedState(NestedState):  # type: ignore[misc]
+    class _DottedState(NestedState):
         separator = SEPARATOR
 
-    class _DottedMachine(HierarchicalMachine):  # type: ignore[misc]
+    class _DottedMachine(HierarchicalMachine):
         state_cls = _DottedState
 
     return _DottedState, _DottedMachine
@@ -176,9 +183,7 @@ class StateMachine:
         if graph:
             from transitions.extensions.diagrams import HierarchicalGraphMachine
 
-            state_cls, _ = _machine_classes()
-
-            class _GraphMachine(HierarchicalGraphMachine):  # type: ignore[misc]
+            class _GraphMachine(HierarchicalGraphMachine):
                 pass
 
             _GraphMachine.state_cls = type("_GraphState", (_GraphMachine.state_cls,), {})
@@ -305,8 +310,6 @@ def _is_in(current: str, state: str) -> bool:
     return current == state or current.startswith(state + SEPARATOR)
 
 
-
-
 class MachineState:
     """The current state of one object's machine, and the way to change it.
 
@@ -399,5 +402,3 @@ class MachineState:
         if self._observers:
             for callback in tuple(self._observers):
                 callback(old, new, trigger)
-
-

@@ -63,7 +63,9 @@ class Backoff:
     initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
     factor: float = attrs.field(default=2.0, validator=attrs.validators.ge(1))
     maximum: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
-    jitter: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
+    jitter: float = attrs.field(
+        default=0.1, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before restart number ``attempt`` (counting from 0)."""

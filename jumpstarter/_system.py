@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import random
+import typing
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -175,7 +176,7 @@ class ActorSystem:
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r} actors={len(self._registry)}>"
 
-    # -- context management ---------------------------------------------------------
+    # -- context management ---------------------------------------------------
 
     async def __aenter__(self) -> ActorSystem:
         if self._running or self._closing:
@@ -185,8 +186,15 @@ class ActorSystem:
         self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._stack = stack
         self._running = True
-        cell = self._new_cell(None, DeadLetters, (), "dead_letters", f"{SYSTEM_ROOT}/dead_letters",
-                              capacity=DeadLetters.mailbox_size, dependencies=None)
+        cell = self._new_cell(
+            None,
+            DeadLetters,
+            (),
+            "dead_letters",
+            f"{SYSTEM_ROOT}/dead_letters",
+            capacity=DeadLetters.mailbox_size,
+            dependencies=None,
+        )
         self._system_cells["dead_letters"] = cell
         cell.start_sync()
         self._dead_letters_cell = cell
@@ -249,23 +257,34 @@ class ActorSystem:
             dead_letters._stop_sync()
         self._running = False
 
-    # -- spawning -------------------------------------------------------------------------
+    # -- spawning -------------------------------------------------------------
 
     def _check_running(self) -> None:
         if not self._running:
             raise SystemNotRunning(
-                f"actor system {self.name!r} is not running: spawn inside 'async with ActorSystem(...)'"
+                f"actor system {self.name!r} is not running: "
+                f"spawn inside 'async with ActorSystem(...)'"
             )
         if self._closing:
             raise SystemNotRunning(f"actor system {self.name!r} is shutting down")
 
     def _new_cell(
-        self, parent: ActorCell | None, factory: Callable[..., Actor], args: tuple[Any, ...],
-        name: str, path: str, *, capacity: int, dependencies: list[ActorCell] | None,
+        self,
+        parent: ActorCell | None,
+        factory: Callable[..., Actor],
+        args: tuple[Any, ...],
+        name: str,
+        path: str,
+        *,
+        capacity: int,
+        dependencies: list[ActorCell] | None,
     ) -> ActorCell:
-        actor_class = factory.func if isinstance(factory, functools.partial) else factory
-        cell = ActorCell(self, parent, name, path, factory, actor_class, args, capacity,
-                         dependencies)
+        actor_class = typing.cast(
+            type[Actor], factory.func if isinstance(factory, functools.partial) else factory
+        )
+        cell = ActorCell(
+            self, parent, name, path, factory, actor_class, args, capacity, dependencies
+        )
         self._registry[path] = cell
         return cell
 
@@ -313,8 +332,15 @@ class ActorSystem:
         capacity = mailbox_size if mailbox_size is not None else actor_class.mailbox_size
         if capacity < 1:
             raise ValueError(f"mailbox_size must be at least 1, got {capacity}")
-        cell = self._new_cell(parent, factory, tuple(args), name, f"{base}/{name}",
-                              capacity=capacity, dependencies=dependencies)
+        cell = self._new_cell(
+            parent,
+            factory,
+            tuple(args),
+            name,
+            f"{base}/{name}",
+            capacity=capacity,
+            dependencies=dependencies,
+        )
         siblings[name] = cell
         for dependency in dependencies or ():
             if dependency.dependents is None:
@@ -356,8 +382,9 @@ class ActorSystem:
             ActorStartError: a synchronous start failed.
             SystemNotRunning: the system is not running.
         """
-        return self._spawn_soon(None, actor, args, name=name, depends_on=depends_on,
-                                mailbox_size=mailbox_size)
+        return self._spawn_soon(
+            None, actor, args, name=name, depends_on=depends_on, mailbox_size=mailbox_size
+        )
 
     async def spawn(
         self,
@@ -374,12 +401,13 @@ class ActorSystem:
         Raises:
             ActorStartError: the actor failed while starting (``__cause__`` says why).
         """
-        ref = self.spawn_soon(actor, *args, name=name, depends_on=depends_on,
-                              mailbox_size=mailbox_size)
+        ref = self.spawn_soon(
+            actor, *args, name=name, depends_on=depends_on, mailbox_size=mailbox_size
+        )
         await ref._cell.wait_started()
         return ref
 
-    # -- control -------------------------------------------------------------------------------
+    # -- control --------------------------------------------------------------
 
     async def stop(self, ref: ActorRef, *, drain: bool = False) -> None:
         """Stop an actor (and its children) and wait until it has stopped.
@@ -398,7 +426,7 @@ class ActorSystem:
         """Resume a paused actor."""
         ref._cell.post_system(ResumeRequest())
 
-    # -- lookup ------------------------------------------------------------------------------------
+    # -- lookup ---------------------------------------------------------------
 
     def address_of(self, path: str) -> str:
         """The address of the actor at ``path`` in this system."""
@@ -425,7 +453,7 @@ class ActorSystem:
         """
         prefix = f"local://{self.name}"
         if address.startswith(prefix + "/"):
-            return self.lookup(address[len(prefix):])
+            return self.lookup(address[len(prefix) :])
         if "://" in address:
             raise ActorNotFound(f"{address} is not an address in system {self.name!r}")
         return self.lookup(address)
@@ -438,15 +466,20 @@ class ActorSystem:
         """Wait until the actor's lifecycle is in one of ``states``; return the state."""
         return await ref._cell.lifecycle.wait_for(*states)
 
-    def on_state_change(self, ref: ActorRef, callback: Callable[[str, str, str], object]) -> Callable[[], None]:
-        """Call ``callback(old, new, trigger)`` on each lifecycle change; returns an unsubscriber."""
+    def on_state_change(
+        self, ref: ActorRef, callback: Callable[[str, str, str], object]
+    ) -> Callable[[], None]:
+        """Call ``callback(old, new, trigger)`` on each lifecycle change.
+
+        Returns a function that removes the callback.
+        """
         return ref._cell.lifecycle.on_change(callback)
 
     def watch(self, watcher: ActorRef, target: ActorRef) -> None:
         """Make ``watcher`` receive :class:`~jumpstarter.Terminated` when ``target`` stops."""
         target._cell.add_watcher(watcher._cell)
 
-    # -- dead letters --------------------------------------------------------------------------------
+    # -- dead letters ---------------------------------------------------------
 
     @property
     def dead_letters(self) -> ActorRef:
@@ -459,16 +492,19 @@ class ActorSystem:
         """The most recent dead letters, oldest first."""
         return tuple(self._dead_letter_log)
 
-    def _dead_letter(self, message: Any, recipient: str, sender: ActorRef | None, reason: str) -> None:
-        letter = DeadLetter(message=message, recipient=self.address_of(recipient), sender=sender,
-                            reason=reason)
+    def _dead_letter(
+        self, message: Any, recipient: str, sender: ActorRef | None, reason: str
+    ) -> None:
+        letter = DeadLetter(
+            message=message, recipient=self.address_of(recipient), sender=sender, reason=reason
+        )
         self._dead_letter_count += 1
         self._dead_letter_log.append(letter)
         cell = self._dead_letters_cell
         if cell is not None and not cell.finished and recipient != cell.path:
             cell.notify(letter)
 
-    # -- observation -----------------------------------------------------------------------------------
+    # -- observation ----------------------------------------------------------
 
     def statistics(self) -> SystemStatistics:
         """Counters of every live actor (received, handled, failed, restarts, mailbox depth)."""

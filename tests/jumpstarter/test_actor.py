@@ -3,6 +3,7 @@ import functools
 import attrs
 import pytest
 import trio
+import trio.lowlevel
 
 from jumpstarter import (
     Actor,
@@ -111,7 +112,7 @@ async def test_an_exception_from_an_async_handler_fails_the_ask(actor_system):
     class Failing(Actor):
         @handler
         async def go(self, msg: Fail) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             raise ValueError(msg.text)
 
     ref = await actor_system.spawn(Failing)

@@ -3,6 +3,7 @@ import contextlib
 import attrs
 import pytest
 import trio
+import trio.lowlevel
 
 from jumpstarter import (
     Actor,
@@ -40,7 +41,7 @@ async def test_a_started_actor_went_through_every_starting_step(actor_system):
 
     class Slow(Actor):
         async def on_start(self) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     slow = actor_system.spawn_soon(Slow)
     actor_system.on_state_change(slow, lambda old, new, trigger: states.append(new))
@@ -199,11 +200,11 @@ async def test_a_dependency_starts_before_and_stops_after_its_dependent(actor_sy
             self.label = label
 
         async def on_start(self) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             journal.append(f"start {self.label}")
 
         async def on_stop(self) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             journal.append(f"stop {self.label}")
 
     db = actor_system.spawn_soon(Step, "db")

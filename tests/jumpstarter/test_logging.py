@@ -64,9 +64,7 @@ async def test_a_chain_of_asks_forms_one_tree_of_actions(log_lines):
         stock = await system.spawn(Stock, name="stock")
         shop = await system.spawn(Shop, stock, name="shop")
         assert await shop.ask(Order("book")) == "ordered"
-    handles = [
-        line for line in log_lines() if line.get("action_type") == "jumpstarter:handle"
-    ]
+    handles = [line for line in log_lines() if line.get("action_type") == "jumpstarter:handle"]
     started = [line for line in handles if line["action_status"] == "started"]
     assert {line["actor"] for line in started} == {"/user/shop", "/user/stock"}
     assert {line["message_type"] for line in started} == {"Order", "Reserve"}

@@ -18,6 +18,7 @@ import collections
 
 import attrs
 import trio
+import trio.lowlevel
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -121,8 +122,9 @@ def replay(program: list[tuple]) -> tuple[Run, ActorSystem]:
     run = Run()
     system = ActorSystem(
         "model",
-        supervisor=OneForOne(max_restarts=MAX_RESTARTS, within=WITHIN,
-                             backoff=Backoff(initial=0.1, maximum=1.0)),
+        supervisor=OneForOne(
+            max_restarts=MAX_RESTARTS, within=WITHIN, backoff=Backoff(initial=0.1, maximum=1.0)
+        ),
         dead_letter_history=1_000_000,
         shutdown_timeout=60,
         ask_timeout=2.0,
@@ -152,51 +154,52 @@ def replay(program: list[tuple]) -> tuple[Run, ActorSystem]:
             run.ask_outcomes["timed out"] += 1
 
     async def main() -> None:
-        async with system:
-            async with trio.open_nursery() as asks:
-                for command in program:
-                    kind = command[0]
-                    if kind == "spawn":
-                        name = f"n{command[1]}"
-                        if f"/user/{name}" not in system._registry:
-                            system.spawn_soon(Node, run.journal, name=name)
+        async with system, trio.open_nursery() as asks:
+            for command in program:
+                kind = command[0]
+                if kind == "spawn":
+                    name = f"n{command[1]}"
+                    if f"/user/{name}" not in system._registry:
+                        system.spawn_soon(Node, run.journal, name=name)
+                    continue
+                if kind == "sleep":
+                    await trio.sleep(command[1])
+                    continue
+                cell = system._registry.get(command[1])
+                if cell is None:
+                    continue
+                for path in list(system._registry):
+                    observe(path)
+                ref = cell.ref
+                run.seq += 1
+                if kind == "tell":
+                    message = Msg(command[1], command[2], run.seq)
+                    try:
+                        ref.tell_nowait(message)
+                    except MailboxFull:
+                        continue  # not sent: the sender still has it
+                    run.sent.append(message)
+                elif kind == "ask":
+                    # The ask is sent when its task runs, concurrently with
+                    # later commands: it is a sender of its own.
+                    message = Msg(command[1], -run.seq, run.seq)
+                    run.sent.append(message)
+                    run.asks_started += 1
+                    asks.start_soon(ask, ref, message)
+                elif kind == "crash":
+                    message = Crash(command[1], run.seq)
+                    try:
+                        ref.tell_nowait(message)
+                    except MailboxFull:
                         continue
-                    if kind == "sleep":
-                        await trio.sleep(command[1])
-                        continue
-                    cell = system._registry.get(command[1])
-                    if cell is None:
-                        continue
-                    for path in list(system._registry):
-                        observe(path)
-                    ref = cell.ref
-                    run.seq += 1
-                    if kind == "tell":
-                        message = Msg(command[1], command[2], run.seq)
-                        try:
-                            ref.tell_nowait(message)
-                        except MailboxFull:
-                            continue  # not sent: the sender still has it
-                        run.sent.append(message)
-                    elif kind == "ask":
-                        message = Msg(command[1], command[2], run.seq)
-                        run.sent.append(message)
-                        run.asks_started += 1
-                        asks.start_soon(ask, ref, message)
-                    elif kind == "crash":
-                        message = Crash(command[1], run.seq)
-                        try:
-                            ref.tell_nowait(message)
-                        except MailboxFull:
-                            continue
-                        run.sent.append(message)
-                    elif kind == "stop":
-                        asks.start_soon(system.stop, ref)
-                    elif kind == "pause":
-                        system.pause(ref)
-                    elif kind == "resume":
-                        system.resume(ref)
-                    await trio.sleep(0)
+                    run.sent.append(message)
+                elif kind == "stop":
+                    asks.start_soon(system.stop, ref)
+                elif kind == "pause":
+                    system.pause(ref)
+                elif kind == "resume":
+                    system.resume(ref)
+                await trio.lowlevel.checkpoint()
         assert not system._nursery.child_tasks, "shutdown left tasks running"
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -104,7 +104,9 @@ def test_extending_a_machine_leaves_the_original_unchanged():
 
 def test_subclasses_declaring_machines_do_not_share_state_or_tables():
     class Vault(Door):
-        position = Door.position.extend(states=["sealed"], transitions=[("seal", "locked", "sealed")])
+        position = Door.position.extend(
+            states=["sealed"], transitions=[("seal", "locked", "sealed")]
+        )
 
     assert "sealed" in Vault.position.leaves
     assert "sealed" not in Door.position.leaves

@@ -83,11 +83,13 @@ def supervisor(strategy):
 async def restarted(system: ActorSystem, ref, before=None) -> None:
     """Wait until ``ref`` runs a new instance (other than ``before``, if given)."""
     old = before if before is not None else ref._cell.actor
-    while ref._cell.actor is old or not system.state_of(ref).startswith("started"):
+    while ref._cell.actor is old or not system.state_of(ref).startswith("started"):  # noqa: ASYNC110
         await trio.sleep(0.001)
 
 
-async def test_a_crashed_actor_is_restarted_with_fresh_state_and_keeps_its_ref(actor_system, autojump_clock):
+async def test_a_crashed_actor_is_restarted_with_fresh_state_and_keeps_its_ref(
+    actor_system, autojump_clock
+):
     ref = await actor_system.spawn(Stateful)
     assert await ref.ask(Bump()) == 1
     with pytest.raises(RuntimeError):
@@ -164,7 +166,9 @@ async def test_one_for_all_restarts_every_child(actor_system, autojump_clock):
     assert [await c.ask(Get()) for c in children] == [0, 0, 0]
 
 
-async def test_rest_for_one_restarts_the_failed_child_and_later_siblings(actor_system, autojump_clock):
+async def test_rest_for_one_restarts_the_failed_child_and_later_siblings(
+    actor_system, autojump_clock
+):
     parent = await actor_system.spawn(supervisor(RestForOne()))
     children = await parent.ask(3)
     for child in children:
@@ -297,7 +301,9 @@ async def test_an_actor_can_watch_another_from_a_handler(actor_system, autojump_
     assert await watcher.ask(Get()) == ["/user/target"]
 
 
-async def test_a_one_for_all_restart_waits_for_a_sibling_busy_in_a_handler(actor_system, autojump_clock):
+async def test_a_one_for_all_restart_waits_for_a_sibling_busy_in_a_handler(
+    actor_system, autojump_clock
+):
     parent = await actor_system.spawn(supervisor(OneForAll(backoff=None)))
     busy, crashing = await parent.ask(2)
     async with trio.open_nursery() as nursery:

@@ -230,7 +230,9 @@ async def test_statistics_list_every_live_actor(actor_system):
     assert "/system/dead_letters" in stats.actors
 
 
-async def test_wait_until_idle_returns_when_every_top_level_actor_stopped(actor_system, autojump_clock):
+async def test_wait_until_idle_returns_when_every_top_level_actor_stopped(
+    actor_system, autojump_clock
+):
     class Brief(Actor):
         def on_start(self) -> None:
             self.send_after(3, Get())
