@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -35,6 +36,15 @@ def _version(distribution: str) -> str:
         return "?"
 
 
+def source_fingerprint() -> str:
+    """A short hash of jumpstarter's sources: which code a run measured (no commits needed)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "jumpstarter").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _jumpstarter_version() -> str:
     sys.path.insert(0, str(ROOT))
     import jumpstarter
@@ -53,6 +63,7 @@ def _meta(args: argparse.Namespace, sizes: actors.Sizes) -> dict[str, Any]:
         "repeat": args.repeat,
         "quick": args.quick,
         "sizes": attrs.asdict(sizes),
+        "source": source_fingerprint(),
         "versions": {
             "jumpstarter": _jumpstarter_version(),
             "pykka": _version("pykka"),
@@ -63,17 +74,33 @@ def _meta(args: argparse.Namespace, sizes: actors.Sizes) -> dict[str, Any]:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("suite", nargs="?", default=actors.NAME, choices=sorted(SUITES))
-    parser.add_argument("--quick", action="store_true",
-                        help="about a tenth of the sizes, for a fast look")
-    parser.add_argument("--repeat", type=int, default=3, metavar="N",
-                        help="runs of each measurement; the table shows medians (default 3)")
-    parser.add_argument("--only", default="", metavar="SCENARIOS",
-                        help="comma-separated scenarios to run, e.g. tell,ask (default all)")
-    parser.add_argument("--no-save", action="store_true",
-                        help=f"do not write JSON results to {RESULTS_DIR.relative_to(ROOT)}/")
+    parser.add_argument(
+        "--quick", action="store_true", help="about a tenth of the sizes, for a fast look"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="runs of each measurement; the table shows medians (default 3)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="SCENARIOS",
+        help="comma-separated scenarios to run, e.g. tell,ask (default all)",
+    )
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help=f"do not write JSON results to {RESULTS_DIR.relative_to(ROOT)}/",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -85,20 +112,31 @@ def main(argv: list[str] | None = None) -> None:
     suite = SUITES[args.suite]
     sizes = suite.QUICK if args.quick else suite.FULL
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    jobs = [job for job in suite.plan(sizes)
-            if not only or job.scenario in only or job.scenario.split("_")[0] in only]
+    jobs = [
+        job
+        for job in suite.plan(sizes)
+        if not only or job.scenario in only or job.scenario.split("_")[0] in only
+    ]
     meta = _meta(args, sizes)
     console = Console() if sys.stdout.isatty() else Console(width=150)
     results: Results = {}
     errors: Errors = {}
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     with progress:
         task = progress.add_task("starting", total=len(jobs) * args.repeat)
         for repetition in range(1, args.repeat + 1):
             for job in jobs:
-                progress.update(task, description=f"run {repetition}/{args.repeat}: "
-                                                  f"{job.peer} {job.key} ({job.n:,})")
+                progress.update(
+                    task,
+                    description=f"run {repetition}/{args.repeat}: {job.peer} {job.key} ({job.n:,})",
+                )
                 if job.key not in errors.get(job.peer, {}):
                     try:
                         figures = run_job(job)
@@ -108,6 +146,14 @@ def main(argv: list[str] | None = None) -> None:
                         results.setdefault(job.peer, {}).setdefault(job.key, []).append(figures)
                 progress.advance(task)
     render(console, suite, results, errors, meta)
+    if source_fingerprint() != meta["source"]:
+        console.print(
+            Text(
+                "warning: jumpstarter's sources changed during the run; "
+                "its figures may mix two versions",
+                style="bold yellow",
+            )
+        )
     if not args.no_save:
         path = save_json(RESULTS_DIR, args.suite, results, errors, meta)
         console.print(Text(f"results written to {path.relative_to(ROOT)}", style="dim"))

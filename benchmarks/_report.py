@@ -58,7 +58,7 @@ def _cell(values: list[float], unit: str, error: str | None, size: int | None) -
         text.append(f" ({size:,} actors)", style="")
     if len(values) > 1:
         low, high = _fmt(min(values), unit, bare=True), _fmt(max(values), unit, bare=True)
-        text.append(f"\nruns {low} – {high}", style="dim")
+        text.append(f"\nruns {low} to {high}", style="dim")
     return text
 
 
@@ -70,8 +70,8 @@ def _ratio(row: Row, js: list[float], pk: list[float]) -> Text:
         return Text("—", style="dim")
     better = a / b if row.higher_is_better else b / a
     if better >= 1:
-        return Text(f"{better:,.1f}× better", style="green")
-    return Text(f"{1 / better:,.1f}× worse", style="red")
+        return Text(f"{better:,.1f}x better", style="green")
+    return Text(f"{1 / better:,.1f}x worse", style="red")
 
 
 def _verdict(row: Row, js: list[float], n: int | None) -> Text:
@@ -85,8 +85,10 @@ def _verdict(row: Row, js: list[float], n: int | None) -> Text:
 
 def table(rows: Sequence[Row], results: Results, errors: Errors, meta: dict[str, Any]) -> Table:
     """The side-by-side table: medians (and the range of the runs) and the ratio."""
-    out = Table(title=f"jumpstarter vs Pykka — median of {meta['repeat']} runs, "
-                      f"each in a fresh subprocess", title_justify="left")
+    out = Table(
+        title=f"jumpstarter vs Pykka — median of {meta['repeat']} runs, each in a fresh subprocess",
+        title_justify="left",
+    )
     out.add_column("measurement", no_wrap=True)
     out.add_column(f"jumpstarter {meta['versions']['jumpstarter']}", justify="right")
     out.add_column(f"Pykka {meta['versions']['pykka']} ThreadingActor", justify="right")
@@ -101,10 +103,15 @@ def table(rows: Sequence[Row], results: Results, errors: Errors, meta: dict[str,
         pk_n = _size(results, "pykka", pykka_key)
         out.add_row(
             row.label,
-            _cell(js, row.unit, errors.get("jumpstarter", {}).get(row.key),
-                  js_n if row.show_n else None),
-            _cell(pk, row.unit, errors.get("pykka", {}).get(pykka_key),
-                  pk_n if row.show_n else None),
+            _cell(
+                js,
+                row.unit,
+                errors.get("jumpstarter", {}).get(row.key),
+                js_n if row.show_n else None,
+            ),
+            _cell(
+                pk, row.unit, errors.get("pykka", {}).get(pykka_key), pk_n if row.show_n else None
+            ),
             _ratio(row, js, pk),
             row.target.text if row.target else "",
             _verdict(row, js, js_n),
@@ -115,30 +122,41 @@ def table(rows: Sequence[Row], results: Results, errors: Errors, meta: dict[str,
 
 def _sizes_line(meta: dict[str, Any]) -> str:
     s = meta["sizes"]
-    return (f"sizes: tell {s['tell']:,} msgs · ask {s['ask']:,} (after {s['ask_warmup']:,} "
-            f"warm-up) · spawn {s['spawn']:,} jumpstarter / {s['pykka_spawn']:,} Pykka actors"
-            + (" · --quick" if meta["quick"] else ""))
+    return (
+        f"sizes: tell {s['tell']:,} msgs · ask {s['ask']:,} (after {s['ask_warmup']:,} "
+        f"warm-up) · spawn {s['spawn']:,} jumpstarter / {s['pykka_spawn']:,} Pykka actors"
+        + (" · --quick" if meta["quick"] else "")
+    )
 
 
 def _floor_line(floor: Sequence[tuple[str, str, str]], results: Results) -> Text:
-    figures = [(label, _runs(results, "floor", "floor", metric), unit)
-               for label, metric, unit in floor]
-    parts = [f"{label} {_fmt(statistics.median(values), unit)}"
-             for label, values, unit in figures if values]
+    figures = [
+        (label, _runs(results, "floor", "floor", metric), unit) for label, metric, unit in floor
+    ]
+    parts = [
+        f"{label} {_fmt(statistics.median(values), unit)}"
+        for label, values, unit in figures
+        if values
+    ]
     return Text("Machine floor (no actors): " + " · ".join(parts) if parts else "", style="dim")
 
 
-def render(console: Console, suite: ModuleType, results: Results, errors: Errors,
-           meta: dict[str, Any]) -> None:
+def render(
+    console: Console, suite: ModuleType, results: Results, errors: Errors, meta: dict[str, Any]
+) -> None:
     """Print the header, the suite's table, notes and targets, and any failures."""
     rows: Sequence[Row] = suite.ROWS
     v = meta["versions"]
-    console.print(Group(
-        Text(f"Python {meta['python']} ({meta['implementation']}) on {meta['platform']}, "
-             f"{meta['cpus']} CPUs · trio {v['trio']} · attrs {v['attrs']}"),
-        Text(f"run at {meta['timestamp']}", style="dim"),
-        Text(_sizes_line(meta), style="dim"),
-    ))
+    console.print(
+        Group(
+            Text(
+                f"Python {meta['python']} ({meta['implementation']}) on {meta['platform']}, "
+                f"{meta['cpus']} CPUs · trio {v['trio']} · attrs {v['attrs']}"
+            ),
+            Text(f"run at {meta['timestamp']} · jumpstarter sources {meta['source']}", style="dim"),
+            Text(_sizes_line(meta), style="dim"),
+        )
+    )
     console.print(table(rows, results, errors, meta))
     for note in suite.NOTES:
         console.print(Text(note, style="dim"))
@@ -151,28 +169,35 @@ def render(console: Console, suite: ModuleType, results: Results, errors: Errors
         js = _runs(results, "jumpstarter", row.key, row.metric)
         verdict = _verdict(row, js, _size(results, "jumpstarter", row.key))
         figure = _fmt(statistics.median(js), row.unit) if js else "no figure"
-        console.print(Text("  ").append(verdict or Text("?")).append(
-            f" {row.label}: {figure}, target {row.target.text}"))
+        console.print(
+            Text("  ")
+            .append(verdict or Text("?"))
+            .append(f" {row.label}: {figure}, target {row.target.text}")
+        )
     for peer, failed in errors.items():
         for key, why in failed.items():
             console.print(Text(f"{peer} {key} failed: {why}", style="red"))
 
 
-def save_json(directory: Path, suite: str, results: Results, errors: Errors,
-              meta: dict[str, Any]) -> Path:
+def save_json(
+    directory: Path, suite: str, results: Results, errors: Errors, meta: dict[str, Any]
+) -> Path:
     """Write every run's figures and their medians; return the file's path."""
     medians = {
         peer: {
-            key: {metric: statistics.median(run[metric] for run in runs)
-                  for metric in runs[0] if isinstance(runs[0][metric], int | float)}
-            for key, runs in by_key.items() if runs
+            key: {
+                metric: statistics.median(run[metric] for run in runs)
+                for metric in runs[0]
+                if isinstance(runs[0][metric], int | float)
+            }
+            for key, runs in by_key.items()
+            if runs
         }
         for peer, by_key in results.items()
     }
     directory.mkdir(parents=True, exist_ok=True)
     stamp = meta["timestamp"].replace(":", "").replace("-", "")[:15]
     path = directory / f"{suite}-{stamp}.json"
-    record = {"suite": suite, "meta": meta, "medians": medians, "runs": results,
-              "errors": errors}
+    record = {"suite": suite, "meta": meta, "medians": medians, "runs": results, "errors": errors}
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -37,8 +37,17 @@ class Job:
         return f"{self.scenario}+tracemalloc" if self.tracemalloc else self.scenario
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", "benchmarks._worker", self.peer, self.scenario,
-                   "--n", str(self.n), "--warmup", str(self.warmup)]
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks._worker",
+            self.peer,
+            self.scenario,
+            "--n",
+            str(self.n),
+            "--warmup",
+            str(self.warmup),
+        ]
         if self.tracemalloc:
             command.append("--tracemalloc")
         return command
@@ -54,8 +63,15 @@ def _environment() -> dict[str, str]:
 def run_job(job: Job, timeout: float = 900.0) -> dict[str, Any]:
     """Run ``job`` in a new interpreter; return the figures it printed."""
     try:
-        proc = subprocess.run(job.command(), capture_output=True, text=True, cwd=ROOT,
-                              env=_environment(), timeout=timeout, check=False)
+        proc = subprocess.run(
+            job.command(),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=_environment(),
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise JobFailed(f"{job.peer} {job.key}: no result within {timeout:.0f} s") from None
     lines = proc.stdout.strip().splitlines()

@@ -32,10 +32,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("scenario")
     parser.add_argument("--n", type=int, required=True, help="how many messages or actors")
     parser.add_argument("--warmup", type=int, default=0, help="untimed asks before timing")
-    parser.add_argument("--tracemalloc", action="store_true",
-                        help="trace Python allocations (slows everything down)")
-    parser.add_argument("--profile", metavar="PATH",
-                        help="run under cProfile and write its stats to PATH (figures inflate)")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace Python allocations (slows everything down)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="run under cProfile and write its stats to PATH (figures inflate)",
+    )
     args = parser.parse_args(argv)
 
     peer = importlib.import_module(PEERS[args.peer])

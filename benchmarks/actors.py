@@ -97,22 +97,52 @@ class Row:
 
 
 ROWS = (
-    Row("tell throughput, 1 sender → 1 actor", "tell", "msgs_per_s", "msg/s",
-        higher_is_better=True, target=Target(1_000_000, "≥ 1,000,000 msg/s", at_least=True),
-        section_end=True),
+    Row(
+        "tell throughput, 1 sender → 1 actor",
+        "tell",
+        "msgs_per_s",
+        "msg/s",
+        higher_is_better=True,
+        target=Target(1_000_000, "≥ 1,000,000 msg/s", at_least=True),
+        section_end=True,
+    ),
     Row("ask round trip p50", "ask", "p50_us", "µs", target=Target(10, "≤ 10 µs")),
     Row("ask round trip p99", "ask", "p99_us", "µs"),
     Row("ask p50, async def handler ¹", "ask_async", "p50_us", "µs", pykka_key="ask"),
-    Row("ask p99, async def handler ¹", "ask_async", "p99_us", "µs", pykka_key="ask",
-        section_end=True),
-    Row("spawn idle actors: total", "spawn", "seconds", "s", show_n=True, compare=False,
-        target=Target(1.0, "≤ 1 s for 100,000", only_at=100_000)),
-    Row("spawn: per actor", "spawn", "per_actor_us", "µs",
-        target=Target(10, "≤ 10 µs (1 s / 100k)")),
-    Row("memory per actor, tracemalloc ²", "spawn+tracemalloc", "traced_per_actor_bytes", "B",
-        target=Target(4096, "≤ 4 KiB")),
-    Row("memory per actor, RSS delta ²", "spawn", "rss_per_actor_bytes", "B",
-        target=Target(4096, "≤ 4 KiB")),
+    Row(
+        "ask p99, async def handler ¹",
+        "ask_async",
+        "p99_us",
+        "µs",
+        pykka_key="ask",
+        section_end=True,
+    ),
+    Row(
+        "spawn idle actors: total",
+        "spawn",
+        "seconds",
+        "s",
+        show_n=True,
+        compare=False,
+        target=Target(1.0, "≤ 1 s for 100,000", only_at=100_000),
+    ),
+    Row(
+        "spawn: per actor", "spawn", "per_actor_us", "µs", target=Target(10, "≤ 10 µs (1 s / 100k)")
+    ),
+    Row(
+        "memory per actor, tracemalloc ²",
+        "spawn+tracemalloc",
+        "traced_per_actor_bytes",
+        "B",
+        target=Target(4096, "≤ 4 KiB"),
+    ),
+    Row(
+        "memory per actor, RSS delta ²",
+        "spawn",
+        "rss_per_actor_bytes",
+        "B",
+        target=Target(4096, "≤ 4 KiB"),
+    ),
     Row("stop all: per actor", "spawn", "stop_per_actor_us", "µs"),
 )
 

@@ -8,10 +8,11 @@ and draw the door's state machine::
 
     jumpstart graph examples.hello:Door --machine position -o door.svg
 
-``Host`` is a parent with two declared children, a ``Greeter`` and a ``Door``.
-``main`` asks them a few things, then tells the host to start a ``Ticker``
-child that ticks on a timer and stops itself. When the ticker has stopped, the
-host stops too (children first), nothing is left running, and the command ends.
+``Host`` is a parent with two declared children: a ``Door`` and a ``Greeter``
+that depends on it. ``main`` asks them a few things, then tells the host to
+start a ``Ticker`` child that ticks on a timer and stops itself. When the
+ticker has stopped, the host stops too (children first, the greeter before the
+door it depends on), nothing is left running, and the command ends.
 """
 
 from __future__ import annotations
@@ -132,11 +133,12 @@ class Ticker(Actor):
 
 
 class Host(Actor):
-    """The parent: starts a greeter and a door, and a ticker on request."""
+    """The parent: starts a door and a greeter, and a ticker on request."""
 
+    # The greeter stands at the door: the door starts first and stops last.
     child_specs = (
-        ChildSpec("greeter", Greeter, args=("Hello",)),
         ChildSpec("door", Door),
+        ChildSpec("greeter", Greeter, args=("Hello",), depends_on=("door",)),
     )
 
     @handler

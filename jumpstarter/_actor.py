@@ -7,7 +7,7 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, overload
 
 import attrs
@@ -121,6 +121,14 @@ class _ResourceDescriptor:
             ) from None
 
 
+def _any_tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class ChildSpec:
     """A child an actor spawns while it starts, declared on the class.
@@ -131,8 +139,8 @@ class ChildSpec:
 
     name: str
     actor: Callable[..., Actor]
-    args: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
-    depends_on: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_any_tuple)
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 def _message_types(func: Callable[..., Any], owner: type) -> tuple[type, ...]:
@@ -304,7 +312,8 @@ class Actor:
     # -- hooks -----------------------------------------------------------------
 
     def on_start(self) -> Awaitable[None] | None:
-        """Called while starting, after resources are acquired. May be ``async``."""
+        """Called while starting, once resources are acquired and declared children
+        have started. May be ``async``."""
         return None
 
     def on_stop(self) -> Awaitable[None] | None:

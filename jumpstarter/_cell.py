@@ -117,13 +117,18 @@ def _abort_parked(cell: ActorCell) -> Callable[[Any], Abort]:
     return abort
 
 
-class ActorCell:
+class ActorCell(MachineState):
     """Runtime state of one actor; never handed to user code.
+
+    The cell is also the actor's lifecycle :class:`MachineState` (one object
+    fewer per actor); user code sees it only through that interface.
 
     Fields that most actors never change live on the class as defaults, so an
     idle actor's cell holds only a dozen values (spawning is cheaper, and so is
     every pass of the garbage collector over a hundred thousand cells).
     """
+
+    _table = LIFECYCLE.table
 
     # Rarely set: class-level defaults, shadowed per instance when they change.
     busy = False
@@ -185,11 +190,17 @@ class ActorCell:
             self.args = args
         if dependencies:
             self.dependencies = dependencies
-        self.lifecycle = MachineState(LIFECYCLE)
+        self.machine = LIFECYCLE
+        self.state = LIFECYCLE.initial_leaf
         self.ref: ActorRef = ActorRef._from_cell(self)
 
+    @property
+    def lifecycle(self) -> MachineState:
+        """The actor's lifecycle state machine (this cell, seen as a MachineState)."""
+        return self
+
     def __repr__(self) -> str:
-        return f"<ActorCell {self.path} {self.lifecycle.state}>"
+        return f"<ActorCell {self.path} {self.state}>"
 
     # -- delivery -------------------------------------------------------------
 
@@ -561,11 +572,11 @@ class ActorCell:
                 lifecycle.fire("dependencies_started")
                 await self._acquire_resources()
                 lifecycle.fire("resources_acquired")
+                await self._spawn_declared_children()
                 assert self.actor is not None
                 started = self.actor.on_start()
                 if inspect.isawaitable(started):
                     await started
-                await self._spawn_declared_children()
                 if self.actor_class.health_check_interval is not None:
                     self.start_background_task(self._health_loop, ())
                 lifecycle.fire("tasks_started")

@@ -317,14 +317,14 @@ class MachineState:
     that callers use typed names rather than strings.
     """
 
-    __slots__ = ("_observers", "_table", "_waiters", "machine", "state")
+    # Observers and waiters are rare: class-level defaults until someone subscribes.
+    _observers: list[Observer] | None = None
+    _waiters: list[tuple[str, trio.Event]] | None = None
 
     def __init__(self, machine: StateMachine) -> None:
-        self.machine = machine
-        self._table = machine.table
+        self.machine: StateMachine = machine
+        self._table: dict[str, dict[str, str]] = machine.table
         self.state: str = machine.initial_leaf
-        self._observers: list[Observer] | None = None
-        self._waiters: list[tuple[str, trio.Event]] | None = None
 
     def __repr__(self) -> str:
         return f"<MachineState {self.machine.name}={self.state}>"

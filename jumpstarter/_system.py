@@ -6,7 +6,6 @@ import contextlib
 import functools
 import logging
 import random
-import typing
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -164,6 +163,7 @@ class ActorSystem:
         self._top: dict[str, ActorCell] = {}
         self._system_cells: dict[str, ActorCell] = {}
         self._counter = 0
+        self._actor_classes: set[type] = set()
         self._running = False
         self._closing = False
         self._nursery: trio.Nursery
@@ -188,6 +188,7 @@ class ActorSystem:
         self._running = True
         cell = self._new_cell(
             None,
+            DeadLetters,
             DeadLetters,
             (),
             "dead_letters",
@@ -272,6 +273,7 @@ class ActorSystem:
         self,
         parent: ActorCell | None,
         factory: Callable[..., Actor],
+        actor_class: type[Actor],
         args: tuple[Any, ...],
         name: str,
         path: str,
@@ -279,9 +281,6 @@ class ActorSystem:
         capacity: int,
         dependencies: list[ActorCell] | None,
     ) -> ActorCell:
-        actor_class = typing.cast(
-            type[Actor], factory.func if isinstance(factory, functools.partial) else factory
-        )
         cell = ActorCell(
             self, parent, name, path, factory, actor_class, args, capacity, dependencies
         )
@@ -298,18 +297,22 @@ class ActorSystem:
         depends_on: Sequence[ActorRef],
         mailbox_size: int | None,
     ) -> ActorRef:
-        self._check_running()
-        actor_class = factory.func if isinstance(factory, functools.partial) else factory
-        if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
-            raise TypeError(
-                f"spawn takes an Actor subclass (or a functools.partial of one), got {factory!r}"
-            )
-        if parent is not None and (parent.stopping or parent.finished):
-            raise ActorStopped(f"{parent.path} is stopping and cannot spawn children")
+        if not self._running or self._closing:
+            self._check_running()
+        actor_class: Any = factory.func if type(factory) is functools.partial else factory
+        if actor_class not in self._actor_classes:
+            if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+                raise TypeError(
+                    f"spawn takes an Actor subclass (or a functools.partial of one), "
+                    f"got {factory!r}"
+                )
+            self._actor_classes.add(actor_class)
         if parent is None:
             siblings = self._top
             base = USER_ROOT
         else:
+            if parent.stopping or parent.finished:
+                raise ActorStopped(f"{parent.path} is stopping and cannot spawn children")
             if parent.children is None:
                 parent.children = {}
             siblings = parent.children
@@ -329,12 +332,16 @@ class ActorSystem:
                 if dependency.finished or dependency.stopping:
                     raise DependencyError(f"cannot depend on {dependency.path}: it is stopped")
                 dependencies.append(dependency)
-        capacity = mailbox_size if mailbox_size is not None else actor_class.mailbox_size
-        if capacity < 1:
-            raise ValueError(f"mailbox_size must be at least 1, got {capacity}")
+        if mailbox_size is None:
+            capacity = actor_class.mailbox_size
+        elif mailbox_size < 1:
+            raise ValueError(f"mailbox_size must be at least 1, got {mailbox_size}")
+        else:
+            capacity = mailbox_size
         cell = self._new_cell(
             parent,
             factory,
+            actor_class,
             tuple(args),
             name,
             f"{base}/{name}",
