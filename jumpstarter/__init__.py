@@ -29,6 +29,7 @@ from ._logging import disable_logging as disable_logging
 from ._logging import enable_logging as enable_logging
 from ._logging import logging_enabled as logging_enabled
 from ._messages import DeadLetter as DeadLetter
+from ._messages import HealthChanged as HealthChanged
 from ._messages import Terminated as Terminated
 from ._ref import ActorRef as ActorRef
 from ._statemachine import MachineState as MachineState
@@ -69,6 +70,7 @@ __all__ = [
     "DependencyError",
     "Directive",
     "Health",
+    "HealthChanged",
     "IllegalTransition",
     "InvalidActorPath",
     "JumpstarterError",

@@ -59,6 +59,7 @@ from ._logging import SWITCH, current_trace
 from ._messages import (
     Deliver,
     Envelope,
+    HealthChanged,
     PauseRequest,
     Reply,
     RestartRequest,
@@ -664,8 +665,11 @@ class ActorCell(MachineState):
     def set_health(self, health: Health) -> None:
         if health is self.health:
             return
-        self.health = health
+        previous, self.health = self.health, health
         self._apply_health()
+        parent = self.parent
+        if parent is not None and parent.actor_class._handler_for(HealthChanged) is not None:
+            parent.notify(HealthChanged(ref=self.ref, previous=previous, health=health))
 
     def _apply_health(self) -> None:
         trigger = _HEALTH_TRIGGERS[self.health]

@@ -13,10 +13,12 @@ import attrs
 import outcome
 import trio
 
+from ._lifecycle import Health
+
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
-__all__ = ["DeadLetter", "Terminated"]
+__all__ = ["DeadLetter", "HealthChanged", "Terminated"]
 
 
 @attrs.frozen(kw_only=True)
@@ -30,6 +32,21 @@ class Terminated:
 
     ref: ActorRef
     reason: BaseException | None = None
+
+
+@attrs.frozen(kw_only=True)
+class HealthChanged:
+    """Sent to a parent that handles it when a child's health changes.
+
+    Attributes:
+        ref: the child.
+        previous: its health before.
+        health: its health now.
+    """
+
+    ref: ActorRef
+    previous: Health
+    health: Health
 
 
 @attrs.frozen(kw_only=True)

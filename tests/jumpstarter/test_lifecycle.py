@@ -12,6 +12,7 @@ from jumpstarter import (
     DependencyCycle,
     DependencyError,
     Health,
+    HealthChanged,
     handler,
     resource,
 )
@@ -81,6 +82,32 @@ async def test_the_actor_reports_its_health(actor_system):
     assert actor_system.state_of(ref) == "started.running.unhealthy"
     await ref.ask(Health.HEALTHY)
     assert actor_system.state_of(ref) == "started.running.healthy"
+
+
+async def test_the_supervisor_sees_a_childs_health_change(actor_system, probe):
+    class Patient(Actor):
+        @handler
+        def feel(self, msg: Health) -> None:
+            self.report_health(msg)
+
+    class Doctor(Actor):
+        def __init__(self, listener) -> None:
+            self.listener = listener
+
+        @handler
+        async def admit(self, msg: str) -> object:
+            return await self.spawn(Patient, name=msg)
+
+        @handler
+        async def changed(self, msg: HealthChanged) -> None:
+            await self.listener.tell(msg)
+
+    doctor = await actor_system.spawn(Doctor, probe.ref)
+    patient = await doctor.ask("bob")
+    await patient.tell(Health.DEGRADED)
+    notice = await probe.expect(HealthChanged)
+    assert notice == HealthChanged(ref=patient, previous=Health.HEALTHY, health=Health.DEGRADED)
+    assert actor_system.state_of(patient) == "started.running.degraded"
 
 
 async def test_health_survives_a_pause(actor_system):
