@@ -87,6 +87,10 @@ _HEALTH_TRIGGERS = {
 }
 
 
+def _no_handler(actor: Actor, message: object) -> None:
+    raise AssertionError("a drain loop called a handler before looking one up")
+
+
 def _follow(state: str, *triggers: str) -> str:
     """The state the lifecycle table reaches from ``state`` through ``triggers``."""
     for trigger in triggers:
@@ -388,8 +392,10 @@ class ActorCell(MachineState):
         assert queue is not None
         actor = self.actor
         actor_class = self.actor_class
-        handlers = actor_class._handlers
         logged = SWITCH.enabled
+        last_type: type | None = None
+        func: Callable[..., Any] = _no_handler
+        is_async = False
         handled = 0
         try:
             while True:
@@ -401,20 +407,23 @@ class ActorCell(MachineState):
                     budget -= 1
                     if self.waiting_senders:
                         self._admit_waiting()
-                    if logged or type(item) is Envelope:
-                        await self._handle(item)
-                        if not self.active:
-                            return
-                        continue
-                    found = handlers.get(type(item)) or actor_class._handler_for(type(item))
-                    if found is None:
-                        self._unhandled(item, None, None)
-                        continue
+                    item_type = type(item)
+                    if item_type is not last_type:
+                        if logged or item_type is Envelope:
+                            await self._handle(item)
+                            if not self.active:
+                                return
+                            continue
+                        found = actor_class._handler_for(item_type)
+                        if found is None:
+                            self._unhandled(item, None, None)
+                            continue
+                        last_type, func, is_async = item_type, found.func, found.is_async
                     try:
-                        if found.is_async:
-                            await found.func(actor, item)
+                        if is_async:
+                            await func(actor, item)
                         else:
-                            found.func(actor, item)
+                            func(actor, item)
                     except Exception as exc:
                         self.failed += 1
                         self._crash(exc)
