@@ -57,7 +57,6 @@ from ._exceptions import (
 from ._lifecycle import LIFECYCLE, Health
 from ._logging import SWITCH, current_trace
 from ._messages import (
-    Deliver,
     Envelope,
     HealthChanged,
     PauseRequest,
@@ -331,6 +330,8 @@ class ActorCell(MachineState):
     def notify(self, message: Any) -> None:
         """Queue a runtime notification (``Terminated``), ignoring the capacity."""
         if not self.accepting:
+            if self is not self.system._dead_letters_cell:
+                self.system._dead_letter(message, self.path, None, "the recipient is stopped")
             return
         queue = self.mailbox
         if queue is None:
@@ -524,8 +525,6 @@ class ActorCell(MachineState):
                 self.active = True
         elif isinstance(request, _EscalateRequest):
             self._crash(request.cause)
-        elif isinstance(request, Deliver):
-            self.notify(request.message)
 
     # -- starting -------------------------------------------------------------
 

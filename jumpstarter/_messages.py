@@ -153,12 +153,3 @@ class PauseRequest(SystemMessage):
 
 class ResumeRequest(SystemMessage):
     __slots__ = ()
-
-
-class Deliver(SystemMessage):
-    """A runtime notification (``Terminated``) handed to the actor ahead of its mail."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: Any) -> None:
-        self.message = message

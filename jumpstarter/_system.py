@@ -101,7 +101,7 @@ class DeadLetters(Actor):
     @handler
     def record(self, msg: DeadLetter) -> None:
         for subscriber in tuple(self.subscribers):
-            if subscriber._cell.finished:
+            if not subscriber._cell.accepting:  # stopping: forwarding would loop
                 self.subscribers.discard(subscriber)
             elif subscriber._cell is not self._cell:
                 subscriber._cell.notify(msg)

@@ -1,6 +1,7 @@
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from jumpstarter import (
     Actor,
@@ -255,3 +256,14 @@ async def test_children_spawned_by_a_stopping_parent_are_refused(actor_system):
 
     ref = await actor_system.spawn(Parent)
     await actor_system.stop(ref)
+
+
+async def test_a_stopped_subscriber_is_dropped_without_looping(actor_system, probe):
+    await actor_system.dead_letters.ask(SubscribeDeadLetters(probe.ref))
+    await actor_system.stop(probe.ref)
+    ref = await actor_system.spawn(Worker)
+    await actor_system.stop(ref)
+    await ref.tell(Get())
+    await trio.testing.wait_all_tasks_blocked()
+    messages = [letter.message for letter in actor_system.recent_dead_letters()]
+    assert messages.count(Get()) == 1
