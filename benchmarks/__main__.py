@@ -13,6 +13,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 from typing import Any
 
@@ -45,6 +46,28 @@ def source_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+def _git_commit() -> str:
+    """The checked-out commit, marked ``+dirty`` when files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+dirty" if dirty.strip() else "")
+
+
 def _jumpstarter_version() -> str:
     sys.path.insert(0, str(ROOT))
     import jumpstarter
@@ -63,6 +86,7 @@ def _meta(args: argparse.Namespace, sizes: actors.Sizes) -> dict[str, Any]:
         "repeat": args.repeat,
         "quick": args.quick,
         "sizes": attrs.asdict(sizes),
+        "commit": _git_commit(),
         "source": source_fingerprint(),
         "versions": {
             "jumpstarter": _jumpstarter_version(),
@@ -115,7 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [
         job
         for job in suite.plan(sizes)
-        if not only or job.scenario in only or job.scenario.split("_")[0] in only
+        if not only
+        or job.peer == "floor"  # cheap, and the context of every other figure
+        or job.scenario in only
+        or job.scenario.split("_")[0] in only
     ]
     meta = _meta(args, sizes)
     console = Console() if sys.stdout.isatty() else Console(width=150)

@@ -38,9 +38,9 @@ def _fmt(value: float, unit: str, *, bare: bool = False) -> str:
     if unit == "msg/s":
         number = f"{value:,.0f}"
     elif unit == "µs":
-        number = f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+        number = f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
     elif unit == "s":
-        number = f"{value:.3f}"
+        number = f"{value:.4f}"
     elif unit == "B":
         number, unit = f"{value / 1024:,.2f}", "KiB"
     else:
@@ -153,7 +153,11 @@ def render(
                 f"Python {meta['python']} ({meta['implementation']}) on {meta['platform']}, "
                 f"{meta['cpus']} CPUs · trio {v['trio']} · attrs {v['attrs']}"
             ),
-            Text(f"run at {meta['timestamp']} · jumpstarter sources {meta['source']}", style="dim"),
+            Text(
+                f"run at {meta['timestamp']} · git {meta['commit']} · "
+                f"jumpstarter sources {meta['source']}",
+                style="dim",
+            ),
             Text(_sizes_line(meta), style="dim"),
         )
     )

@@ -932,12 +932,7 @@ class ActorCell(MachineState):
         self._finalize(self.stop_reason)
 
     async def _stop_cells(self, cells: list[ActorCell], *, drain: bool) -> None:
-        cells = [c for c in cells if not c.finished]
-        if not cells:
-            return
-        async with trio.open_nursery() as nursery:
-            for cell in reversed(cells):
-                nursery.start_soon(cell.stop_and_wait, drain)
+        await stop_all(cells, drain=drain)
 
     def _detach_dependencies(self) -> None:
         for dependency in self.dependencies or ():
@@ -1040,6 +1035,22 @@ class ActorCell(MachineState):
             self.watchers.discard(watcher)
         if watcher.watching:
             watcher.watching.discard(self)
+
+
+async def stop_all(cells: Sequence[ActorCell], *, drain: bool) -> None:
+    """Stop ``cells`` (latest spawned first) and wait until all have stopped.
+
+    Idle actors stop synchronously right here; a task waits for each of the rest.
+    """
+    for cell in reversed(cells):
+        cell.request_stop(drain)
+    pending = [cell for cell in cells if not cell.finished]
+    if not pending:
+        await trio.lowlevel.checkpoint()
+        return
+    async with trio.open_nursery() as nursery:
+        for cell in pending:
+            nursery.start_soon(cell.lifecycle.wait_for, "stopped")
 
 
 def _supervise(child: ActorCell, exc: BaseException) -> None:

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from ._actor import Actor, handler
-from ._cell import ActorCell
+from ._cell import ActorCell, stop_all
 from ._exceptions import (
     ActorNotFound,
     ActorStopped,
@@ -234,10 +234,7 @@ class ActorSystem:
         deadline = self.shutdown_timeout if timeout is None else timeout
         with trio.move_on_after(deadline):
             cells = [c for c in self._top.values() if not c.finished]
-            if cells:
-                async with trio.open_nursery() as nursery:
-                    for cell in reversed(cells):
-                        nursery.start_soon(cell.stop_and_wait, True)
+            await stop_all(cells, drain=True)
         self._running = False
         self._nursery.cancel_scope.cancel()
 
