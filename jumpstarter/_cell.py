@@ -233,13 +233,7 @@ class ActorCell(MachineState):
             message = Envelope(message, sender, None, current_trace() if SWITCH.enabled else None)
         queue.append(message)
         self.received += 1
-        if self.active:
-            parked = self.parked
-            if parked is not None:
-                self.parked = None
-                reschedule(parked)
-            elif not self.has_runner:
-                self._spawn_runner()
+        self._notify_mail()
 
     async def tell(self, message: Any, sender: ActorRef | None) -> None:
         system = self.system

@@ -65,27 +65,7 @@ class ActorRef:
         Raises:
             MailboxFull: the mailbox is full; the message was not delivered.
         """
-        cell = self._cell
-        queue = cell.mailbox
-        if (
-            sender is None
-            and queue is not None
-            and len(queue) < cell.capacity
-            and cell.accepting
-            and not cell.waiting_senders
-            and not SWITCH.enabled
-        ):
-            queue.append(message)
-            cell.received += 1
-            if cell.active:
-                parked = cell.parked
-                if parked is not None:
-                    cell.parked = None
-                    reschedule(parked)
-                elif not cell.has_runner:
-                    cell._spawn_runner()
-            return
-        cell.tell_nowait(message, sender)
+        self._cell.tell_nowait(message, sender)
 
     async def tell(self, message: Any, *, sender: ActorRef | None = None) -> None:
         """Put ``message`` in the mailbox, waiting while the mailbox is full.
@@ -94,6 +74,8 @@ class ActorRef:
         This yields to the scheduler only when it has to wait, and every few
         hundred calls, so a loop of tells fills the recipient's batch quickly.
         """
+        # The common case (room, no metadata) inlined from ActorCell._put: this
+        # is the hottest path of the runtime.
         cell = self._cell
         queue = cell.mailbox
         if (
