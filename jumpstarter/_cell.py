@@ -297,10 +297,20 @@ class ActorCell(MachineState):
         envelope = Envelope(message, sender, reply, current_trace() if SWITCH.enabled else None)
         if timeout is None:
             timeout = system.ask_timeout
-        with trio.move_on_after(timeout):
-            await self._put(envelope)
-            return await reply.wait()
-        raise AskTimeout(f"{self.path} did not answer {type(message).__name__} within {timeout} s")
+        deadline = trio.current_time() + timeout
+        what = f"{self.path} did not answer {type(message).__name__} within {timeout} s"
+        queue = self.mailbox
+        if queue is not None and len(queue) < self.capacity and not self.waiting_senders:
+            queue.append(envelope)
+            self.received += 1
+            self._notify_mail()
+        else:
+            with trio.move_on_at(deadline):
+                await self._put(envelope)
+            if not reply.done and trio.current_time() >= deadline:
+                raise AskTimeout(what)
+        system._deadlines.add(deadline, reply, what)
+        return await reply.wait()
 
     def _handle_inline(self, found: Handler, message: Any, sender: ActorRef | None) -> Any:
         self.received += 1

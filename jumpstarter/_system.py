@@ -16,6 +16,7 @@ import trio
 
 from ._actor import Actor, handler
 from ._cell import ActorCell, stop_all
+from ._deadlines import Deadlines
 from ._exceptions import (
     ActorNotFound,
     ActorStopped,
@@ -163,6 +164,7 @@ class ActorSystem:
         self._top: dict[str, ActorCell] = {}
         self._system_cells: dict[str, ActorCell] = {}
         self._counter = 0
+        self._deadlines = Deadlines()
         self._actor_classes: set[type] = set()
         self._running = False
         self._closing = False
@@ -185,6 +187,7 @@ class ActorSystem:
         stack = contextlib.AsyncExitStack()
         self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._stack = stack
+        self._nursery.start_soon(self._deadlines.run, name=f"ask deadlines of {self.name}")
         self._running = True
         cell = self._new_cell(
             None,

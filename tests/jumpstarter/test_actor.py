@@ -261,3 +261,32 @@ async def test_the_actor_knows_its_context(actor_system):
     ref = await actor_system.spawn(Context, name="ctx")
     path, name, system, own = await ref.ask(Get())
     assert (path, name, system, own) == ("/user/ctx", "ctx", actor_system, ref)
+
+
+async def test_answered_asks_do_not_pile_up_in_the_timeout_bookkeeping(actor_system):
+    class Async(Actor):
+        @handler
+        async def echo(self, msg: Add) -> int:
+            return msg.amount
+
+    ref = await actor_system.spawn(Async)
+    for n in range(5000):
+        assert await ref.ask(Add(n)) == n
+    assert len(actor_system._deadlines._heap) <= 2048
+
+
+async def test_many_concurrent_asks_each_time_out_at_their_own_deadline(
+    actor_system, autojump_clock
+):
+    ref = await actor_system.spawn(Accumulator)
+    outcomes: dict[float, float] = {}
+
+    async def ask_with(timeout: float) -> None:
+        with pytest.raises(AskTimeout):
+            await ref.ask(Slow(100), timeout=timeout)
+        outcomes[timeout] = trio.current_time()
+
+    async with trio.open_nursery() as nursery:
+        for timeout in (3.0, 1.0, 2.0):
+            nursery.start_soon(ask_with, timeout)
+    assert outcomes == {t: pytest.approx(t, abs=0.01) for t in (1.0, 2.0, 3.0)}
