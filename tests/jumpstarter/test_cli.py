@@ -28,7 +28,7 @@ import jumpstarter
 from jumpstarter import Actor, StateMachine, logging_enabled
 from jumpstarter._cli import main, state_machines
 
-REPO = Path(jumpstarter.__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the checkout, wherever jumpstarter is installed
 JUMPSTART = [sys.executable, "-c", "from jumpstarter._cli import main; main()"]
 PROCESS_TIMEOUT = 30.0
 
