@@ -158,6 +158,7 @@ class ActorCell(MachineState):
     exit_stack: contextlib.AsyncExitStack | None = None
     restart_times: deque[float] | None = None
     current_sender: ActorRef | None = None
+    current_item: Any = None  # what an awaiting handler is handling
     stop_reason: BaseException | None = None
     start_scope: trio.CancelScope | None = None
 
@@ -426,10 +427,13 @@ class ActorCell(MachineState):
                         last_type, func, is_async = item_type, found.func, found.is_async
                     try:
                         if is_async:
+                            self.current_item = item
                             await func(actor, item)
+                            self.current_item = None
                         else:
                             func(actor, item)
                     except Exception as exc:
+                        self.current_item = None
                         self.failed += 1
                         self._crash(exc)
                         return
@@ -465,6 +469,7 @@ class ActorCell(MachineState):
             self._unhandled(message, sender, reply)
             return
         self.current_sender = sender
+        self.current_item = item
         try:
             if SWITCH.enabled:
                 result = await self._handle_logged(found, message, trace)
@@ -473,6 +478,7 @@ class ActorCell(MachineState):
                 if found.is_async:
                     result = await result
         except Exception as exc:
+            self.current_item = None
             self.failed += 1
             if reply is not None:
                 reply.fail(exc)
@@ -480,6 +486,7 @@ class ActorCell(MachineState):
             return
         finally:
             self.current_sender = None
+        self.current_item = None
         self.handled += 1
         if reply is not None:
             reply.succeed(result)
@@ -679,9 +686,12 @@ class ActorCell(MachineState):
             return
         previous, self.health = self.health, health
         self._apply_health()
+        self._tell_parent_health(previous)
+
+    def _tell_parent_health(self, previous: Health) -> None:
         parent = self.parent
         if parent is not None and parent.actor_class._handler_for(HealthChanged) is not None:
-            parent.notify(HealthChanged(ref=self.ref, previous=previous, health=health))
+            parent.notify(HealthChanged(ref=self.ref, previous=previous, health=self.health))
 
     def _apply_health(self) -> None:
         trigger = _HEALTH_TRIGGERS[self.health]
@@ -828,7 +838,11 @@ class ActorCell(MachineState):
                     await self._park()
             if self._stop_pending():
                 return
-        await self._stop_cells(list((self.children or {}).values()), drain=False)
+        children = list((self.children or {}).values())
+        for child in children:
+            # The restart stops them: the new instance is not told about it.
+            child.remove_watcher(self)
+        await self._stop_cells(children, drain=False)
         await self._release_instance()
         if self.stopping or self._stop_pending():
             return
@@ -840,7 +854,10 @@ class ActorCell(MachineState):
             self._crash(exc)
             return
         lifecycle.fire("reinitialize")
+        previous, self.health = self.health, Health.HEALTHY
         await self._start(first=False)
+        if previous is not Health.HEALTHY and self.active:
+            self._tell_parent_health(previous)
 
     async def _release_instance(self) -> None:
         """Cancel timers and tasks, call ``on_stop``, release resources; log errors."""
@@ -958,14 +975,14 @@ class ActorCell(MachineState):
         self.stopping = True
         self.accepting = False
         self.active = False
-        self._cancel_timers_and_tasks()
-        stack, self.exit_stack = self.exit_stack, None
-        if stack is not None:
-            with trio.move_on_after(self.system.force_release_timeout):
-                try:
-                    await stack.aclose()
-                except Exception as exc:
-                    logger.warning("actor %s: releasing a resource failed: %r", self.path, exc)
+        interrupted, self.current_item = self.current_item, None
+        if interrupted is not None:
+            self._drop(interrupted, "the shutdown deadline passed while it was being handled")
+        with trio.move_on_after(self.system.force_release_timeout):
+            if not self.start_failed:
+                await self._release_instance()
+            else:
+                self._cancel_timers_and_tasks()
         self._step_to_stopped()
         self._finalize(self.stop_reason)
 

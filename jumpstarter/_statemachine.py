@@ -261,7 +261,18 @@ class StateMachine:
     # -- drawing ---------------------------------------------------------------
 
     def to_dot(self) -> str:
-        """The machine as Graphviz ``dot`` source (needs the ``graphviz`` package)."""
+        """The machine as Graphviz ``dot`` source (needs the ``graphviz`` package).
+
+        Raises:
+            RuntimeError: the ``graphviz`` package is not installed.
+        """
+        import importlib.util
+
+        if importlib.util.find_spec("graphviz") is None:
+            raise RuntimeError(
+                "drawing as Graphviz needs the 'graphviz' package: "
+                "pip install 'jumpstarter[graph]', or draw to a .mmd file"
+            )
         machine = self._build(graph=True, graph_engine="graphviz", title=self.name or "")
         return str(machine.get_graph().source)
 

@@ -55,9 +55,10 @@ def always_restart(exc: BaseException) -> Directive:
 class Backoff:
     """Exponential backoff with jitter between restarts.
 
-    The n-th consecutive restart (n from 0) waits
-    ``min(maximum, initial * factor**n)``, scaled by a random factor in
-    ``[1 - jitter, 1 + jitter]``.
+    A restart waits ``min(maximum, initial * factor**n)``, scaled by a random
+    factor in ``[1 - jitter, 1 + jitter]``, where ``n`` counts the actor's
+    earlier restarts still inside the strategy's ``within`` window (so the delay
+    grows while an actor keeps failing and falls back once it has been stable).
     """
 
     initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))

@@ -42,7 +42,7 @@ class Pinger(Actor):
 
     @handler
     async def pong(self, msg: Pong) -> None:
-        print(f"{self.name} got Pong({msg.n}) from {self.sender.name}")
+        print(f"{self.name} got Pong({msg.n}) from {self.sender.path}")
         if msg.n < self.rounds:
             await self.ponger.tell(Ping(msg.n + 1), sender=self.ref)
         else:

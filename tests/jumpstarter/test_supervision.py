@@ -313,3 +313,52 @@ async def test_a_one_for_all_restart_waits_for_a_sibling_busy_in_a_handler(
         await restarted(actor_system, crashing)
         assert actor_system.state_of(busy) == "started.running.healthy"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_restarted_actor_comes_back_healthy(actor_system, autojump_clock):
+    from jumpstarter import Health
+
+    class Sick(Stateful):
+        @handler
+        def feel(self, msg: Health) -> None:
+            self.report_health(msg)
+
+    ref = await actor_system.spawn(Sick)
+    await ref.ask(Health.UNHEALTHY)
+    with pytest.raises(RuntimeError):
+        await ref.ask(Crash())
+    await restarted(actor_system, ref)
+    assert actor_system.state_of(ref) == "started.running.healthy"
+
+
+async def test_a_restarted_parent_is_not_told_about_children_its_restart_stopped(
+    actor_system, autojump_clock
+):
+    class Parent(Actor):
+        def __init__(self) -> None:
+            self.terminated: list[object] = []
+
+        @handler
+        async def adopt(self, msg: int) -> object:
+            child = await self.spawn(Stateful, name=f"c{msg}")
+            self.watch(child)
+            return child
+
+        @handler
+        def crash(self, msg: Crash) -> None:
+            raise RuntimeError("parent")
+
+        @handler
+        def terminated(self, msg: Terminated) -> None:
+            self.terminated.append(msg)
+
+        @handler
+        def get(self, msg: Get) -> list:
+            return self.terminated
+
+    parent = await actor_system.spawn(Parent)
+    await parent.ask(1)
+    with pytest.raises(RuntimeError):
+        await parent.ask(Crash())
+    await restarted(actor_system, parent)
+    assert await parent.ask(Get()) == []

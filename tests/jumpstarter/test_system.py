@@ -1,3 +1,5 @@
+import contextlib
+
 import attrs
 import pytest
 import trio
@@ -13,6 +15,7 @@ from jumpstarter import (
     SubscribeDeadLetters,
     SystemNotRunning,
     handler,
+    resource,
 )
 from jumpstarter.testing import DeadLetterRecorder
 
@@ -160,7 +163,9 @@ async def test_graceful_shutdown_drains_mailboxes(autojump_clock):
     assert system.statistics().dead_letters == 0
 
 
-async def test_shutdown_past_its_deadline_stops_the_rest_and_keeps_their_mail(autojump_clock):
+async def test_shutdown_past_its_deadline_stops_the_rest_and_dead_letters_their_mail(
+    autojump_clock,
+):
     async with ActorSystem("t", shutdown_timeout=5) as system:
         ref = await system.spawn(Worker)
         for _ in range(10):
@@ -170,8 +175,9 @@ async def test_shutdown_past_its_deadline_stops_the_rest_and_keeps_their_mail(au
     assert trio.current_time() - started == pytest.approx(5, abs=0.1)
     assert actor.done == 5
     letters = system.recent_dead_letters()
-    assert len(letters) == 4  # the fifth was being handled when the deadline hit
+    assert len(letters) == 5
     assert all(letter.message == Work(1) for letter in letters)
+    assert "deadline passed while it was being handled" in letters[0].reason
     assert system.statistics().actors == {}
 
 
@@ -267,3 +273,22 @@ async def test_a_stopped_subscriber_is_dropped_without_looping(actor_system, pro
     await trio.testing.wait_all_tasks_blocked()
     messages = [letter.message for letter in actor_system.recent_dead_letters()]
     assert messages.count(Get()) == 1
+
+
+async def test_a_forced_stop_still_calls_on_stop_and_releases_resources(autojump_clock):
+    journal: list[str] = []
+
+    class Stubborn(Worker):
+        @resource
+        def conn(self):
+            @contextlib.asynccontextmanager
+            async def cm():
+                yield "conn"
+                journal.append("released")
+
+            return cm()
+
+    async with ActorSystem("t", shutdown_timeout=1) as system:
+        ref = await system.spawn(Stubborn, journal)
+        await ref.tell(Work(100))
+    assert journal == ["/user/$1", "released"]
