@@ -20,9 +20,11 @@ every one of its ancestors (``"started"`` matches ``"started.running.healthy"``)
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, overload
 
 import attrs
@@ -105,6 +107,18 @@ def _machine_classes() -> tuple[type[Any], type[Any]]:
         state_cls = _DottedState
 
     return _DottedState, _DottedMachine
+
+
+@contextlib.contextmanager
+def _quiet_transitions() -> Iterator[None]:
+    """Keep ``transitions``' INFO lines about probe moves out of the user's logs."""
+    log = logging.getLogger("transitions")
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class _Probe:
@@ -204,7 +218,8 @@ class StateMachine:
         from transitions.core import MachineError
 
         try:
-            return self._compile_with(MachineError)
+            with _quiet_transitions():
+                return self._compile_with(MachineError)
         except (ValueError, MachineError) as exc:
             raise ValueError(f"invalid state machine declaration {self.name or ''}: {exc}") from exc
 
