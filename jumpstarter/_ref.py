@@ -23,10 +23,9 @@ class ActorRef:
     stopped, messages sent through the ref go to the dead letters.
     """
 
-    __slots__ = ("_cell", "_key")
+    __slots__ = ("_cell",)
 
     _cell: ActorCell
-    _key: tuple[str, str]
 
     def __init__(self) -> None:
         raise TypeError("ActorRef has no public constructor; use spawn() or system.ref()")
@@ -35,18 +34,22 @@ class ActorRef:
     def _from_cell(cls, cell: ActorCell) -> ActorRef:
         ref = object.__new__(cls)
         ref._cell = cell
-        ref._key = (cell.system.name, cell.path)
         return ref
+
+    @property
+    def _key(self) -> tuple[str, str]:
+        cell = self._cell
+        return (cell.system.name, cell.path)
 
     @property
     def path(self) -> str:
         """The actor's path in its system, such as ``/user/parent/child``."""
-        return self._key[1]
+        return self._cell.path
 
     @property
     def address(self) -> str:
         """The actor's full address, such as ``local://system/user/parent/child``."""
-        return self._cell.system.address_of(self._key[1])
+        return self._cell.system.address_of(self._cell.path)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ActorRef):
