@@ -1,0 +1,461 @@
+"""The trio driver: one small read-process-write loop per AMQP connection.
+
+A :class:`Link` and :class:`Connection` pair is all the I/O there is around the
+sans-IO :class:`~jumpstarter._amqp._protocol.AMQPConnection`:
+
+* a *reader* task takes whatever the socket has (up to 64 KiB at a time), feeds it
+  to the protocol, and dispatches every event that follows before it reads again;
+* a *writer* task sleeps until someone changed the protocol's state, then writes
+  everything the protocol has to send in one ``send_all`` (so many messages queued
+  in one scheduler tick leave in one write);
+* a *ticker* task calls ``tick`` by the deadline the protocol asks for, which sends
+  heartbeats and notices a silent peer.
+
+Events about links this side opened are turned into awaitable results (a sender
+waits for credit, a delivery for its outcome); events the owner must decide on
+(a link the peer opened, a message that arrived, the connection closing) go to
+its :class:`ConnectionHandler`, whose methods are plain calls made from the
+reader task: they may issue protocol commands, but must not block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from ._amqp._events import (
+    ConnectionClosed,
+    CreditAvailable,
+    DeliveryId,
+    DeliveryUpdated,
+    ErrorCondition,
+    LinkClosed,
+    LinkId,
+    LinkOpened,
+    LinkRequested,
+    MessageReceived,
+    Outcome,
+    TransportClosed,
+)
+from ._amqp._exceptions import RemoteProtocolError
+from ._amqp._protocol import AMQPConnection
+
+__all__ = ["Connection", "ConnectionHandler", "ConnectionLost", "LinkRefused", "SenderLink"]
+
+READ_SIZE = 65536
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed (or the peer vanished) before the operation finished."""
+
+
+class LinkRefused(ConnectionError):
+    """The peer refused or closed a link we opened.
+
+    Attributes:
+        condition: the AMQP error the peer gave, if any (``amqp:not-found``...).
+    """
+
+    def __init__(self, message: str, condition: ErrorCondition | None) -> None:
+        super().__init__(message)
+        self.condition = condition
+
+
+class ConnectionHandler(Protocol):
+    """What the owner of a connection decides; called from its reader task."""
+
+    def link_requested(self, connection: Connection, event: LinkRequested) -> None:
+        """Accept or refuse a link the peer opened."""
+
+    def message_received(self, connection: Connection, event: MessageReceived) -> None:
+        """Take a message that arrived on a link the peer opened or we opened."""
+
+    def connection_closed(self, connection: Connection, error: str | None) -> None:
+        """The connection is over (closed cleanly, or lost with ``error``)."""
+
+
+@attrs.define(eq=False)
+class _LinkState:
+    opened: trio.Event = attrs.Factory(trio.Event)
+    credit_changed: trio.Event = attrs.Factory(trio.Event)
+    closed: ErrorCondition | bool | None = False
+    outcomes: dict[int, tuple[trio.Event, list[Outcome]]] = attrs.Factory(dict)
+
+
+class SenderLink:
+    """A link this side opened to send messages to an address on the peer."""
+
+    def __init__(self, connection: Connection, link: LinkId, address: str) -> None:
+        self.connection = connection
+        self.link = link
+        self.address = address
+
+    @property
+    def credit(self) -> int:
+        """How many messages may be sent now without waiting."""
+        try:
+            return self.connection._credit(self.link)
+        except (ConnectionLost, LinkRefused):
+            return 0
+
+    async def send(self, body: bytes, *, settled: bool = False) -> DeliveryId:
+        """Send one encoded message, waiting for credit; returns its delivery id.
+
+        Raises:
+            ConnectionLost: the connection closed first.
+            LinkRefused: the peer closed the link.
+        """
+        connection = self.connection
+        state = connection._link_state(self.link)
+        while connection._credit(self.link) <= 0:
+            state.credit_changed = trio.Event()
+            await state.credit_changed.wait()
+        return connection._send(self.link, body, settled)
+
+    def send_nowait(self, body: bytes, *, settled: bool = False) -> DeliveryId:
+        """Send one encoded message now; raises ``trio.WouldBlock`` without credit."""
+        connection = self.connection
+        if connection._credit(self.link) <= 0:
+            raise trio.WouldBlock(f"no credit on the link to {self.address}")
+        return connection._send(self.link, body, settled)
+
+    async def send_and_wait(self, body: bytes) -> Outcome:
+        """Send one message unsettled and return the peer's outcome once it settles it."""
+        state = self.connection._link_state(self.link)
+        delivery = await self.send(body)
+        done = trio.Event()
+        box: list[Outcome] = []
+        state.outcomes[delivery.number] = (done, box)
+        try:
+            await done.wait()
+        finally:
+            state.outcomes.pop(delivery.number, None)
+        if not box:
+            self.connection._check_usable(self.link)
+            raise ConnectionLost(f"the connection closed before {self.address} settled the message")
+        return box[0]
+
+    async def close(self) -> None:
+        """Close the link (the connection stays open)."""
+        self.connection.protocol.close_link(self.link)
+        self.connection._kick()
+        await trio.lowlevel.checkpoint()
+
+
+class Connection:
+    """Drives one :class:`AMQPConnection` over a trio stream until it closes."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        protocol: AMQPConnection,
+        handler: ConnectionHandler,
+        *,
+        name: str = "",
+    ) -> None:
+        self.stream = stream
+        self.protocol = protocol
+        self.handler = handler
+        self.name = name
+        self.closed = False
+        self.error: str | None = None
+        self.opened = trio.Event()
+        self.finished = trio.Event()
+        self._dirty = trio.Event()
+        self._links: dict[LinkId, _LinkState] = {}
+        self._tick_changed = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.name or id(self)}{' closed' if self.closed else ''}>"
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read, dispatch and write until the connection closes; closes the stream."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._ticker)
+                await self._reader()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._finish(self.error)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self.stream.aclose()
+
+    async def _reader(self) -> None:
+        protocol = self.protocol
+        receive = self.stream.receive_some
+        while not self.closed:
+            try:
+                data = bytes(await receive(READ_SIZE))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.error = self.error or f"the connection broke: {exc}"
+                data = b""
+            protocol.receive_data(data)
+            self._dispatch()
+            self._kick()
+            if not data:
+                self.error = self.error or "the peer closed the connection"
+                return
+
+    async def _writer(self) -> None:
+        protocol = self.protocol
+        while True:
+            await self._dirty.wait()
+            self._dirty = trio.Event()
+            data = protocol.data_to_send()
+            self._dispatch()  # producing output can surface events (a refused login)
+            if data:
+                try:
+                    await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self.error = self.error or f"the connection broke: {exc}"
+                    self._finish(self.error)
+                    return
+            if self.closed and not protocol.data_to_send():
+                return
+
+    async def _ticker(self) -> None:
+        while True:
+            deadline = self.protocol.tick(trio.current_time())
+            self._dispatch()
+            self._kick()
+            self._tick_changed = trio.Event()
+            with trio.move_on_at(deadline if deadline is not None else math.inf):
+                await self._tick_changed.wait()
+
+    def _kick(self) -> None:
+        """Wake the writer: the protocol may have bytes to send."""
+        self._dirty.set()
+
+    # -- events -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        protocol = self.protocol
+        handler = self.handler
+        while (event := protocol.next_event()) is not None:
+            if isinstance(event, MessageReceived):
+                handler.message_received(self, event)
+            elif isinstance(event, CreditAvailable):
+                state = self._links.get(event.link)
+                if state is not None:
+                    state.credit_changed.set()
+            elif isinstance(event, DeliveryUpdated):
+                self._delivery_updated(event)
+            elif isinstance(event, LinkRequested):
+                handler.link_requested(self, event)
+            elif isinstance(event, LinkOpened):
+                self._link_state(event.link).opened.set()
+            elif isinstance(event, LinkClosed):
+                self._link_closed(event)
+            elif isinstance(event, ConnectionClosed):
+                self.error = self.error or _describe(event.error)
+            elif isinstance(event, TransportClosed):
+                self.error = self.error or event.error
+                self._finish(self.error)
+            else:  # ConnectionOpened
+                self.opened.set()
+
+    def _delivery_updated(self, event: DeliveryUpdated) -> None:
+        if not event.settled:
+            return
+        state = self._links.get(event.delivery.link)
+        if state is None:
+            return
+        waiter = state.outcomes.get(event.delivery.number)
+        if waiter is not None:
+            if event.outcome is not None:
+                waiter[1].append(event.outcome)
+            waiter[0].set()
+
+    def _link_closed(self, event: LinkClosed) -> None:
+        state = self._link_state(event.link)
+        state.closed = event.error if event.error is not None else True
+        state.opened.set()
+        state.credit_changed.set()
+        for done, _ in state.outcomes.values():
+            done.set()
+
+    def _finish(self, error: str | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.error = error
+        for state in self._links.values():
+            state.opened.set()
+            state.credit_changed.set()
+            for done, _ in state.outcomes.values():
+                done.set()
+        self.opened.set()
+        self.finished.set()
+        self._kick()
+        self.handler.connection_closed(self, error)
+
+    def _link_state(self, link: LinkId) -> _LinkState:
+        state = self._links.get(link)
+        if state is None:
+            state = self._links[link] = _LinkState()
+        return state
+
+    def _check_usable(self, link: LinkId) -> None:
+        if self.closed:
+            raise ConnectionLost(f"the connection is closed: {self.error or 'closed'}")
+        closed = self._link_state(link).closed
+        if closed is not False:
+            condition = closed if isinstance(closed, ErrorCondition) else None
+            raise LinkRefused(
+                f"the peer closed the link: {_describe(condition) or 'no reason given'}",
+                condition,
+            )
+
+    # -- commands -----------------------------------------------------------------
+
+    def _credit(self, link: LinkId) -> int:
+        """The link's credit; raises if the link or the connection is unusable."""
+        self._check_usable(link)
+        try:
+            return self.protocol.link_credit(link)
+        except RemoteProtocolError as exc:  # the transport failed: news not read yet
+            self._dispatch()
+            raise ConnectionLost(f"the connection is closed: {exc}") from exc
+
+    def _send(self, link: LinkId, body: bytes, settled: bool) -> DeliveryId:
+        self._check_usable(link)
+        try:
+            delivery = self.protocol.send(link, body, settled=settled)
+        except RemoteProtocolError as exc:  # the transport failed: news not read yet
+            self._dispatch()
+            raise ConnectionLost(f"the connection is closed: {exc}") from exc
+        self._kick()
+        return delivery
+
+    async def open_sender(self, address: str, *, presettled: bool = False) -> SenderLink:
+        """Open a link to ``address`` on the peer and wait until it is attached.
+
+        Raises:
+            LinkRefused: the peer refused it (for an unknown address: ``amqp:not-found``).
+            ConnectionLost: the connection closed first.
+        """
+        link = self.protocol.open_sender(address, presettled=presettled)
+        state = self._link_state(link)
+        self._kick()
+        await state.opened.wait()
+        self._check_usable(link)
+        return SenderLink(self, link, address)
+
+    def open_receiver(self, address: str, *, credit: int) -> LinkId:
+        """Open a link to receive from ``address``; messages go to the handler."""
+        link = self.protocol.open_receiver(address, credit=credit)
+        self._link_state(link)
+        self._kick()
+        return link
+
+    def accept_link(self, link: LinkId, *, credit: int = 0) -> None:
+        """Accept a link the peer opened (call from ``link_requested``)."""
+        self.protocol.accept_link(link, credit=credit)
+        self._link_state(link)
+        self._kick()
+
+    def refuse_link(self, link: LinkId, error: ErrorCondition) -> None:
+        """Refuse a link the peer opened, with the reason."""
+        self.protocol.refuse_link(link, error)
+        self._kick()
+
+    def grant_credit(self, link: LinkId, n: int) -> None:
+        """Let the peer send ``n`` more messages on ``link``."""
+        if n > 0 and not self.closed:
+            self.protocol.grant_credit(link, n)
+            self._kick()
+
+    def settle(self, delivery: DeliveryId, outcome: Outcome) -> None:
+        """Settle a received delivery with ``outcome``."""
+        if not self.closed:
+            self.protocol.settle(delivery, outcome)
+            self._kick()
+
+    async def aclose(self, error: ErrorCondition | None = None) -> None:
+        """Close the connection cleanly and wait until the peer has answered."""
+        if not self.closed:
+            self.protocol.close(error)
+            self._kick()
+            with trio.move_on_after(5):
+                await self.finished.wait()
+        await trio.lowlevel.checkpoint()
+
+
+def _describe(error: ErrorCondition | None) -> str | None:
+    if error is None:
+        return None
+    return f"{error.name}: {error.description}" if error.description else error.name
+
+
+async def connect(
+    host: str,
+    port: int,
+    handler: ConnectionHandler,
+    nursery: trio.Nursery,
+    *,
+    container_id: str,
+    idle_timeout: float | None = None,
+    sasl: Any = None,
+    protocol_factory: Callable[..., AMQPConnection] = AMQPConnection,
+) -> Connection:
+    """Open a TCP connection to ``host:port``, start its driver in ``nursery``, wait for open.
+
+    Raises:
+        OSError: the TCP connection failed.
+        ConnectionLost: the AMQP handshake failed.
+    """
+    stream = await trio.open_tcp_stream(host, port)
+    protocol = protocol_factory(
+        container_id=container_id,
+        role="client",
+        hostname=host,
+        idle_timeout=idle_timeout,
+        sasl=sasl,
+    )
+    protocol.open()
+    connection = Connection(stream, protocol, handler, name=f"{host}:{port}")
+    nursery.start_soon(connection.run)
+    connection._kick()
+    await connection.opened.wait()
+    if connection.closed:
+        raise ConnectionLost(
+            f"could not open an AMQP connection to {host}:{port}: {connection.error}"
+        )
+    return connection
+
+
+async def serve(
+    host: str,
+    port: int,
+    handler: ConnectionHandler,
+    *,
+    container_id: str,
+    idle_timeout: float | None = None,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept AMQP connections on ``host:port`` forever, one driver per connection.
+
+    ``task_status.started`` receives the listeners (port 0 picks a free port).
+
+    Raises:
+        OSError: the address is in use or cannot be bound.
+    """
+
+    async def drive(stream: trio.SocketStream) -> None:
+        protocol = AMQPConnection(
+            container_id=container_id, role="server", idle_timeout=idle_timeout
+        )
+        protocol.open()
+        peer = stream.socket.getpeername()
+        connection = Connection(stream, protocol, handler, name=f"{peer[0]}:{peer[1]}")
+        connection._kick()
+        await connection.run()
+
+    await trio.serve_tcp(drive, port, host=host, task_status=task_status)
