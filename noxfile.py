@@ -112,7 +112,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the HTML docs into docs/_build/html, treating warnings as errors."""
-    session.install(".[docs]")
+    session.install(".[docs,test]")  # the API page documents jumpstarter.testing
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
