@@ -64,8 +64,18 @@ outcome (:class:`Accepted`, :class:`Rejected`, :class:`Released`, :class:`Modifi
 which settles its end at once; the sender sees :class:`DeliveryUpdated` with
 ``settled=True`` and we settle the sender's end. Pre-settled messages (``settled=True``
 or a ``presettled`` link: at most once) are settled on both ends as soon as they
-are sent or received. When a link closes, its remaining deliveries are settled and
-forgotten, and the link is freed.
+are sent or received.
+
+Closing
+-------
+Every link id ends with one :class:`LinkClosed` when both ends have detached (unless
+the whole connection ends first); then
+its remaining deliveries are settled without an outcome and forgotten, and proton
+frees the link. Once we have closed a receiving link, messages still in flight on it
+are released, not reported. The peer's ``end`` of a session closes its links; the
+peer's ``close`` is answered with ours. :class:`TransportClosed` is always the last
+event: after a clean close with ``error=None``, else with what went wrong (a
+:class:`RemoteProtocolError` for every later command).
 """
 
 from __future__ import annotations

@@ -177,10 +177,11 @@ def test_a_sender_opened_by_the_client_is_requested_then_opened_when_the_server_
     sender = pair.client.open_sender("inbox")
     pair.pump()
     assert pair.take("client") == []
-    (requested,) = pair.take("server")
-    assert requested == LinkRequested(
-        link=requested.link, role="receiver", address="inbox", name="client-0"
-    )
+    events = pair.take("server")
+    (requested,) = only(events, LinkRequested)
+    assert events == [
+        LinkRequested(link=requested.link, role="receiver", address="inbox", name="client-0")
+    ]
     pair.server.accept_link(requested.link, credit=3)
     pair.pump()
     assert pair.take("client") == [LinkOpened(link=sender), CreditAvailable(link=sender, credit=3)]
@@ -191,10 +192,11 @@ def test_a_receiver_opened_by_the_client_gets_messages_from_the_server() -> None
     pair = ConnectionPair.opened()
     receiver = pair.client.open_receiver("events", name="my-feed", credit=2)
     pair.pump()
-    (requested,) = pair.take("server")
-    assert requested == LinkRequested(
-        link=requested.link, role="sender", address="events", name="my-feed"
-    )
+    events = pair.take("server")
+    (requested,) = only(events, LinkRequested)
+    assert events == [
+        LinkRequested(link=requested.link, role="sender", address="events", name="my-feed")
+    ]
     pair.server.accept_link(requested.link)
     pair.pump()
     # the client granted credit before the server accepted: it is reported on accept
@@ -238,7 +240,7 @@ def test_a_refused_receiver_closes_with_the_reason() -> None:
     pair = ConnectionPair.opened()
     receiver = pair.client.open_receiver("nowhere", credit=10)
     pair.pump()
-    (requested,) = pair.take("server")
+    (requested,) = only(pair.take("server"), LinkRequested)
     pair.server.refuse_link(requested.link, NOT_FOUND)
     pair.pump()
     assert pair.take("client") == [LinkClosed(link=receiver, error=NOT_FOUND)]
@@ -257,6 +259,33 @@ def test_closing_a_link_closes_it_on_both_ends() -> None:
     assert pair.server.statistics().links == 0
     with pytest.raises(LocalProtocolError, match="closed"):
         pair.server.close_link(receiver)
+
+
+def test_a_peer_that_detaches_without_closing_ends_the_link_too() -> None:
+    pair = ConnectionPair.opened()
+    sender, receiver = link_pair(pair, credit=1)
+    pair.client._links[sender].pn.detach()  # our API always closes; play a peer that detaches
+    pair.pump()
+    assert pair.take("server") == [LinkClosed(link=receiver, error=None)]
+    assert pair.take("client") == [LinkClosed(link=sender, error=None)]
+
+
+def test_a_peer_that_ends_the_session_closes_its_links() -> None:
+    pair = ConnectionPair.opened()
+    sender, receiver = link_pair(pair, credit=1)
+    session = pair.client._session
+    assert session is not None
+    session.close()  # our API never ends sessions; play a peer that does
+    pair.pump()
+    assert pair.take("server") == [LinkClosed(link=receiver, error=None)]
+    assert pair.take("client") == [LinkClosed(link=sender, error=None)]
+    # a new link gets a new session
+    again = pair.client.open_sender("inbox")
+    pair.pump()
+    (requested,) = only(pair.take("server"), LinkRequested)
+    pair.server.accept_link(requested.link, credit=1)
+    pair.pump()
+    assert pair.take("client") == [LinkOpened(link=again), CreditAvailable(link=again, credit=1)]
 
 
 def test_the_server_can_open_links_to_the_client_too() -> None:
@@ -462,7 +491,7 @@ def test_an_aborted_delivery_is_dropped_and_the_next_one_arrives() -> None:
     sender, receiver = link_pair(pair, credit=2)
     # the public API never aborts; reach into proton to play a sender that does
     pn_sender = pair.client._links[sender].pn
-    delivery = pn_sender.delivery(b"aborted")
+    delivery = pn_sender.delivery(b"aborted")  # type: ignore[arg-type]
     pn_sender.stream(b"\x00Sw\xa1\x05parti")
     pair.pump()
     assert pair.take("server") == []

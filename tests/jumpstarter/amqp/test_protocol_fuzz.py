@@ -16,6 +16,7 @@ from jumpstarter._amqp import (
     Event,
     LinkRequested,
     MessageReceived,
+    Outcome,
     Rejected,
     Released,
     TransportClosed,
@@ -53,7 +54,7 @@ class Outcomes:
 
     received: list[object]
     settled_flags: list[bool]
-    updates: dict[int, object]
+    updates: dict[int, Outcome | None]
     last_client_event: Event
     last_server_event: Event
 
@@ -70,7 +71,7 @@ def run_scenario(bodies: list[bytes], presettle: list[bool], chunker: Chunker) -
         pair.client.send(sender, body, settled=settled)
     pair.pump()
     received = only(pair.take("server"), MessageReceived)
-    outcomes = [Accepted(), Released(), Rejected()]
+    outcomes: list[Outcome] = [Accepted(), Released(), Rejected()]
     for index, event in enumerate(received):
         if not event.settled:
             pair.server.settle(event.delivery, outcomes[index % 3])
@@ -117,7 +118,7 @@ def test_random_fragmentation_of_the_byte_stream_never_changes_what_arrives(
 
 
 def drain(conn: AMQPConnection) -> list[Event]:
-    events = []
+    events: list[Event] = []
     for _ in range(1000):
         event = conn.next_event()
         if event is None:

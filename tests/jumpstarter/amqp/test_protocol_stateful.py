@@ -96,9 +96,12 @@ class PairMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- rules
 
-    @initialize(pattern=cut_patterns)
-    def fragment(self, pattern: list[int]) -> None:
+    @initialize(pattern=cut_patterns, credit=st.integers(0, 5))
+    def start_with_a_link_each_way(self, pattern: list[int], credit: int) -> None:
         self.pair.chunker = Cutter(pattern)
+        self.open_link("client", True, False, False, 0)
+        self.open_link("server", False, False, False, credit)
+        self.pump_until_quiet()
 
     @rule(
         initiator=st.sampled_from(SIDES),
@@ -130,34 +133,39 @@ class PairMachine(RuleBasedStateMachine):
         self.links[name] = link
 
     @precondition(lambda self: self.usable_links())
-    @rule(data=st.data(), n=st.integers(0, 4))
+    @rule(data=st.data(), n=st.integers(0, 8))
     def grant_credit(self, data: st.DataObject, n: int) -> None:
         link = data.draw(st.sampled_from(self.usable_links()))
         self.conn(link.receiver_side).grant_credit(link.ids[link.receiver_side], n)
         link.granted += n
 
     @precondition(lambda self: self.usable_links())
-    @rule(data=st.data(), size=st.integers(0, 1500), settled=st.booleans())
-    def send(self, data: st.DataObject, size: int, settled: bool) -> None:
+    @rule(
+        data=st.data(),
+        sizes=st.lists(st.integers(0, 1500), min_size=1, max_size=6),
+        settled=st.booleans(),
+    )
+    def send(self, data: st.DataObject, sizes: list[int], settled: bool) -> None:
+        """Send until the sizes or the credit run out; without credit, send must refuse."""
         link = data.draw(st.sampled_from(self.usable_links()))
         conn = self.conn(link.sender_side)
         link_id = link.ids[link.sender_side]
-        credit = conn.link_credit(link_id)
-        assert 0 <= credit <= link.granted - len(link.sent)
-        body = encode(f"{link.name}#{len(link.sent)}:" + "x" * size)
-        if credit == 0:
-            try:
-                conn.send(link_id, body, settled=settled)
-            except LocalProtocolError:
-                return
-            raise AssertionError("sent without credit")
-        delivery = conn.send(link_id, body, settled=settled)
-        assert delivery == DeliveryId(link_id, len(link.sent))
-        settled = settled or link.presettled
-        link.sent.append(body)
-        link.sent_settled.append(settled)
-        if not settled:
-            link.awaiting[delivery.number] = None
+        for size in sizes:
+            credit = conn.link_credit(link_id)
+            assert 0 <= credit <= link.granted - len(link.sent)
+            body = encode(f"{link.name}#{len(link.sent)}:" + "x" * size)
+            if credit == 0:
+                try:
+                    conn.send(link_id, body, settled=settled)
+                except LocalProtocolError:
+                    return
+                raise AssertionError("sent without credit")
+            delivery = conn.send(link_id, body, settled=settled)
+            assert delivery == DeliveryId(link_id, len(link.sent))
+            link.sent.append(body)
+            link.sent_settled.append(settled or link.presettled)
+            if not (settled or link.presettled):
+                link.awaiting[delivery.number] = None
 
     @precondition(lambda self: any(link.to_settle for link in self.links.values()))
     @rule(data=st.data(), outcome=outcomes)
@@ -318,8 +326,8 @@ class PairMachine(RuleBasedStateMachine):
 
 
 PairMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=30,
+    max_examples=100,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
