@@ -213,10 +213,6 @@ def _check_child_specs(owner: type, specs: Sequence[ChildSpec]) -> None:
         visit(name)
 
 
-def _is_async(func: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(func)
-
-
 class Actor:
     """Base class of actors: subclass it, declare handlers, spawn it in a system.
 
@@ -289,11 +285,11 @@ class Actor:
         _check_child_specs(cls, cls.child_specs)
         cls._sync_start = not (
             resources
-            or _is_async(cls.on_start)
+            or inspect.iscoroutinefunction(cls.on_start)
             or cls.child_specs
             or cls.health_check_interval is not None
         )
-        cls._sync_stop = not (resources or _is_async(cls.on_stop))
+        cls._sync_stop = not (resources or inspect.iscoroutinefunction(cls.on_stop))
 
     @classmethod
     def _handler_for(cls, message_type: type) -> Handler | None:

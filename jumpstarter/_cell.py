@@ -45,6 +45,7 @@ import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
 from ._actor import Actor, Handler, _resource_context
+from ._deadlines import ask_timeout_text
 from ._exceptions import (
     ActorCrashed,
     ActorStartError,
@@ -299,7 +300,6 @@ class ActorCell(MachineState):
         if timeout is None:
             timeout = system.ask_timeout
         deadline = trio.current_time() + timeout
-        what = f"{self.path} did not answer {type(message).__name__} within {timeout} s"
         queue = self.mailbox
         if queue is not None and len(queue) < self.capacity and not self.waiting_senders:
             queue.append(envelope)
@@ -309,8 +309,8 @@ class ActorCell(MachineState):
             with trio.move_on_at(deadline):
                 await self._put(envelope)
             if not reply.done and trio.current_time() >= deadline:
-                raise AskTimeout(what)
-        system._deadlines.add(deadline, reply, what)
+                raise AskTimeout(ask_timeout_text(self.path, message, timeout))
+        system._deadlines.add(deadline, reply, self.path, message, timeout)
         return await reply.wait()
 
     def _handle_inline(self, found: Handler, message: Any, sender: ActorRef | None) -> Any:
@@ -842,7 +842,7 @@ class ActorCell(MachineState):
         for child in children:
             # The restart stops them: the new instance is not told about it.
             child.remove_watcher(self)
-        await self._stop_cells(children, drain=False)
+        await stop_all(children, drain=False)
         await self._release_instance()
         if self.stopping or self._stop_pending():
             return
@@ -936,8 +936,8 @@ class ActorCell(MachineState):
                 await self._drain()
         self.active = False
         dependents = list(self.dependents or ())
-        await self._stop_cells(dependents, drain=drain)
-        await self._stop_cells(list((self.children or {}).values()), drain=drain)
+        await stop_all(dependents, drain=drain)
+        await stop_all(list((self.children or {}).values()), drain=drain)
         self.lifecycle.fire("stop")
         if not self.start_failed:
             await self._release_instance()
@@ -951,9 +951,6 @@ class ActorCell(MachineState):
         self._detach_dependencies()
         self.lifecycle.fire("dependencies_stopped")
         self._finalize(self.stop_reason)
-
-    async def _stop_cells(self, cells: list[ActorCell], *, drain: bool) -> None:
-        await stop_all(cells, drain=drain)
 
     def _detach_dependencies(self) -> None:
         for dependency in self.dependencies or ():

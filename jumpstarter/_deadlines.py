@@ -22,25 +22,35 @@ from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 from ._exceptions import AskTimeout
 from ._messages import Reply
 
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "ask_timeout_text"]
 
 _COMPACT_AT = 1024
+
+
+def ask_timeout_text(path: str, message: object, timeout: float) -> str:
+    """The message of the AskTimeout of an ask of ``message`` to the actor at ``path``."""
+    return f"{path} did not answer {type(message).__name__} within {timeout} s"
 
 
 class Deadlines:
     """The pending asks' deadlines, and the task that enforces them."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Reply, str]] = []
+        self._heap: list[tuple[float, int, Reply, tuple[str, object, float]]] = []
         self._counter = itertools.count()
         self._wake_at = math.inf
         self._parked: trio.lowlevel.Task | None = None
         self._compact_at = _COMPACT_AT
 
-    def add(self, deadline: float, reply: Reply, what: str) -> None:
-        """Fail ``reply`` with ``AskTimeout(what)`` if it is still pending at ``deadline``."""
+    def add(
+        self, deadline: float, reply: Reply, path: str, message: object, timeout: float
+    ) -> None:
+        """Fail ``reply`` with :class:`AskTimeout` if it is still pending at ``deadline``.
+
+        The error's text is only formatted if the ask does time out.
+        """
         heap = self._heap
-        heapq.heappush(heap, (deadline, next(self._counter), reply, what))
+        heapq.heappush(heap, (deadline, next(self._counter), reply, (path, message, timeout)))
         if len(heap) >= self._compact_at:
             self._compact()
         if deadline < self._wake_at and self._parked is not None:
@@ -59,9 +69,9 @@ class Deadlines:
             heap = self._heap
             now = trio.current_time()
             while heap and (heap[0][2].done or heap[0][0] <= now):
-                _, _, reply, what = heapq.heappop(heap)
+                _, _, reply, ask = heapq.heappop(heap)
                 if not reply.done:
-                    reply.fail(AskTimeout(what))
+                    reply.fail(AskTimeout(ask_timeout_text(*ask)))
             self._wake_at = heap[0][0] if heap else math.inf
             with trio.move_on_at(self._wake_at):
                 self._parked = current_task()

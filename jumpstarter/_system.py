@@ -540,9 +540,8 @@ class ActorSystem:
 
     async def wait_until_idle(self) -> None:
         """Return once no top-level user actor is alive (all have stopped)."""
-        while any(not cell.finished for cell in self._top.values()):
-            cells = [c for c in self._top.values() if not c.finished]
-            await cells[0].lifecycle.wait_for("stopped")
+        while live := [cell for cell in self._top.values() if not cell.finished]:
+            await live[0].lifecycle.wait_for("stopped")
         await trio.lowlevel.checkpoint()
 
     def _unregister(self, cell: ActorCell) -> None:
