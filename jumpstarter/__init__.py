@@ -10,6 +10,11 @@ from ._actor import Actor as Actor
 from ._actor import ChildSpec as ChildSpec
 from ._actor import handler as handler
 from ._actor import resource as resource
+from ._amqp import Keyring as Keyring
+from ._amqp import MessageTooLarge as MessageTooLarge
+from ._amqp import TLSConfig as TLSConfig
+from ._amqp import TypeRegistry as TypeRegistry
+from ._amqp import UnknownMessageType as UnknownMessageType
 from ._exceptions import ActorCrashed as ActorCrashed
 from ._exceptions import ActorNotFound as ActorNotFound
 from ._exceptions import ActorStartError as ActorStartError
@@ -21,6 +26,9 @@ from ._exceptions import IllegalTransition as IllegalTransition
 from ._exceptions import InvalidActorPath as InvalidActorPath
 from ._exceptions import JumpstarterError as JumpstarterError
 from ._exceptions import MailboxFull as MailboxFull
+from ._exceptions import MessageRefused as MessageRefused
+from ._exceptions import PeerUnreachable as PeerUnreachable
+from ._exceptions import RemoteError as RemoteError
 from ._exceptions import SystemNotRunning as SystemNotRunning
 from ._exceptions import UnhandledMessage as UnhandledMessage
 from ._lifecycle import LIFECYCLE as LIFECYCLE
@@ -31,6 +39,9 @@ from ._logging import logging_enabled as logging_enabled
 from ._messages import DeadLetter as DeadLetter
 from ._messages import HealthChanged as HealthChanged
 from ._messages import Terminated as Terminated
+from ._node import InsecureNodeWarning as InsecureNodeWarning
+from ._node import InspectRequest as InspectRequest
+from ._node import RemoteSettings as RemoteSettings
 from ._ref import ActorRef as ActorRef
 from ._statemachine import MachineState as MachineState
 from ._statemachine import State as State
@@ -72,12 +83,20 @@ __all__ = [
     "Health",
     "HealthChanged",
     "IllegalTransition",
+    "InsecureNodeWarning",
+    "InspectRequest",
     "InvalidActorPath",
     "JumpstarterError",
+    "Keyring",
     "MachineState",
     "MailboxFull",
+    "MessageRefused",
+    "MessageTooLarge",
     "OneForAll",
     "OneForOne",
+    "PeerUnreachable",
+    "RemoteError",
+    "RemoteSettings",
     "RestForOne",
     "State",
     "StateMachine",
@@ -85,9 +104,12 @@ __all__ = [
     "SupervisorStrategy",
     "SystemNotRunning",
     "SystemStatistics",
+    "TLSConfig",
     "Terminated",
     "Transition",
+    "TypeRegistry",
     "UnhandledMessage",
+    "UnknownMessageType",
     "UnsubscribeDeadLetters",
     "disable_logging",
     "enable_logging",

@@ -43,6 +43,7 @@ from ._amqp._events import (
 )
 from ._amqp._exceptions import RemoteProtocolError
 from ._amqp._protocol import AMQPConnection
+from ._amqp._tls import TLSConfig
 
 __all__ = ["Connection", "ConnectionHandler", "ConnectionLost", "LinkRefused", "SenderLink"]
 
@@ -77,10 +78,14 @@ class ConnectionHandler(Protocol):
     def connection_closed(self, connection: Connection, error: str | None) -> None:
         """The connection is over (closed cleanly, or lost with ``error``)."""
 
+    def delivery_updated(self, connection: Connection, event: DeliveryUpdated) -> None:
+        """The peer settled a message we sent that no one awaits (see ``send_and_wait``)."""
+
 
 @attrs.define(eq=False)
 class _LinkState:
     opened: trio.Event = attrs.Factory(trio.Event)
+    address: str | None = None
     credit_changed: trio.Event = attrs.Factory(trio.Event)
     closed: ErrorCondition | bool | None = False
     outcomes: dict[int, tuple[trio.Event, list[Outcome]]] = attrs.Factory(dict)
@@ -168,6 +173,10 @@ class Connection:
         self._dirty = trio.Event()
         self._links: dict[LinkId, _LinkState] = {}
         self._tick_changed = trio.Event()
+        self.receivers: dict[LinkId, Callable[[Connection, MessageReceived], None]] = {}
+        """Where the owner routes messages by link (the driver only keeps the table)."""
+        self.context: Any = None
+        """The owner's state for this connection (the driver never reads it)."""
 
     def __repr__(self) -> str:
         return f"<Connection {self.name or id(self)}{' closed' if self.closed else ''}>"
@@ -176,11 +185,22 @@ class Connection:
 
     async def run(self) -> None:
         """Read, dispatch and write until the connection closes; closes the stream."""
+        writer_done = trio.Event()
+
+        async def write() -> None:
+            try:
+                await self._writer()
+            finally:
+                writer_done.set()
+
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
+                nursery.start_soon(write)
                 nursery.start_soon(self._ticker)
                 await self._reader()
+                # the writer sends the last words (a close frame, a TLS alert) and returns
+                with trio.move_on_after(1):
+                    await writer_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
             self._finish(self.error)
@@ -250,7 +270,9 @@ class Connection:
             elif isinstance(event, LinkRequested):
                 handler.link_requested(self, event)
             elif isinstance(event, LinkOpened):
-                self._link_state(event.link).opened.set()
+                state = self._link_state(event.link)
+                state.address = event.address
+                state.opened.set()
             elif isinstance(event, LinkClosed):
                 self._link_closed(event)
             elif isinstance(event, ConnectionClosed):
@@ -272,6 +294,8 @@ class Connection:
             if event.outcome is not None:
                 waiter[1].append(event.outcome)
             waiter[0].set()
+        else:
+            self.handler.delivery_updated(self, event)
 
     def _link_closed(self, event: LinkClosed) -> None:
         state = self._link_state(event.link)
@@ -355,9 +379,27 @@ class Connection:
         self._kick()
         return link
 
-    def accept_link(self, link: LinkId, *, credit: int = 0) -> None:
+    async def open_dynamic_receiver(self, *, credit: int) -> tuple[LinkId, str]:
+        """Open a link from a node the peer makes for us (a reply address); wait for it.
+
+        Returns the link and the node's address, to give out as a reply-to.
+
+        Raises:
+            LinkRefused: the peer refused it, or gave it no address.
+            ConnectionLost: the connection closed first.
+        """
+        link = self.protocol.open_receiver(None, credit=credit)
+        state = self._link_state(link)
+        self._kick()
+        await state.opened.wait()
+        self._check_usable(link)
+        if state.address is None:
+            raise LinkRefused("the peer gave the dynamic link no address", None)
+        return link, state.address
+
+    def accept_link(self, link: LinkId, *, credit: int = 0, address: str | None = None) -> None:
         """Accept a link the peer opened (call from ``link_requested``)."""
-        self.protocol.accept_link(link, credit=credit)
+        self.protocol.accept_link(link, credit=credit, address=address)
         self._link_state(link)
         self._kick()
 
@@ -403,30 +445,43 @@ async def connect(
     container_id: str,
     idle_timeout: float | None = None,
     sasl: Any = None,
+    tls: TLSConfig | None = None,
     protocol_factory: Callable[..., AMQPConnection] = AMQPConnection,
 ) -> Connection:
     """Open a TCP connection to ``host:port``, start its driver in ``nursery``, wait for open.
 
+    With ``tls``, the connection runs over TLS and the server's certificate is
+    checked (by default against the name ``host``).
+
     Raises:
         OSError: the TCP connection failed.
-        ConnectionLost: the AMQP handshake failed.
+        ConnectionLost: the AMQP handshake failed (the TLS handshake, too).
+        ValueError: ``tls`` cannot be used (see :class:`TLSConfig`).
     """
-    stream = await trio.open_tcp_stream(host, port)
     protocol = protocol_factory(
         container_id=container_id,
         role="client",
         hostname=host,
         idle_timeout=idle_timeout,
         sasl=sasl,
+        tls=tls,
     )
+    stream = await trio.open_tcp_stream(host, port)
     protocol.open()
     connection = Connection(stream, protocol, handler, name=f"{host}:{port}")
     nursery.start_soon(connection.run)
     connection._kick()
     await connection.opened.wait()
     if connection.closed:
+        hint = ""
+        if tls is not None:
+            trusted = "ca_file" if tls.ca_file is not None else "the system's trust store"
+            hint = (
+                f" (with TLS: does the server use TLS, is its certificate signed by a CA "
+                f"in {trusted}, and does it name {tls.peer_hostname(host)!r}?)"
+            )
         raise ConnectionLost(
-            f"could not open an AMQP connection to {host}:{port}: {connection.error}"
+            f"could not open an AMQP connection to {host}:{port}: {connection.error}{hint}"
         )
     return connection
 
@@ -438,19 +493,25 @@ async def serve(
     *,
     container_id: str,
     idle_timeout: float | None = None,
+    tls: TLSConfig | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept AMQP connections on ``host:port`` forever, one driver per connection.
 
     ``task_status.started`` receives the listeners (port 0 picks a free port).
+    With ``tls``, only TLS clients are accepted (with client certificates if
+    ``tls.require_client_certificate``); a failed handshake ends only that connection.
 
     Raises:
         OSError: the address is in use or cannot be bound.
+        ValueError: ``tls`` cannot be used by a server (no certificate, say).
     """
+    if tls is not None:
+        tls.ssl_domain("server")  # a configuration error surfaces now, not per client
 
     async def drive(stream: trio.SocketStream) -> None:
         protocol = AMQPConnection(
-            container_id=container_id, role="server", idle_timeout=idle_timeout
+            container_id=container_id, role="server", idle_timeout=idle_timeout, tls=tls
         )
         protocol.open()
         peer = stream.socket.getpeername()

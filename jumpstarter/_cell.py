@@ -208,6 +208,10 @@ class ActorCell(MachineState):
     def __repr__(self) -> str:
         return f"<ActorCell {self.path} {self.state}>"
 
+    @property
+    def address(self) -> str:
+        return self.system.address_of(self.path)
+
     # -- delivery -------------------------------------------------------------
 
     def _notify_mail(self) -> None:
@@ -249,6 +253,36 @@ class ActorCell(MachineState):
         if sender is not None or SWITCH.enabled:
             message = Envelope(message, sender, None, current_trace() if SWITCH.enabled else None)
         await self._put(message)
+
+    def offer(self, item: Any) -> bool:
+        """Enqueue ``item`` if there is room and no sender waits for it; else False.
+
+        For messages that arrive from the network: their link's credit is what
+        held them back, so they never wait in a task (see :meth:`wait_for_room`).
+        """
+        queue = self.mailbox
+        if queue is None:
+            queue = self.mailbox = deque()
+        if len(queue) < self.capacity and not self.waiting_senders:
+            queue.append(item)
+            self.received += 1
+            self._notify_mail()
+            return True
+        return False
+
+    def wait_for_room(self, admit: Callable[[], bool]) -> None:
+        """Call ``admit()`` whenever a message leaves the full mailbox, in turn with
+        waiting senders, until it returns False (done waiting).
+
+        ``admit`` may :meth:`offer` messages (it must not call this method; it returns
+        True to keep waiting). It is also called once when the actor stops, to drop
+        what it still holds (``accepting`` is False by then).
+        """
+        waiting = self.waiting_senders
+        if waiting is None:
+            waiting = self.waiting_senders = deque()
+        waiting.append([None, admit])
+        self._notify_mail()
 
     async def _put(self, item: Any) -> None:
         """Enqueue ``item`` (a message or an envelope), waiting while the mailbox is full."""
@@ -454,6 +488,14 @@ class ActorCell(MachineState):
         assert waiting is not None and queue is not None
         while waiting and len(queue) < self.capacity:
             task, item = waiting.popleft()
+            if task is None:  # a network link (see wait_for_room): it goes first
+                self.waiting_senders = None
+                still_waiting = item()
+                self.waiting_senders = waiting
+                if still_waiting:
+                    waiting.appendleft([None, item])
+                    return
+                continue
             queue.append(item)
             self.received += 1
             reschedule(task)
@@ -999,6 +1041,9 @@ class ActorCell(MachineState):
             self._drop(item, "the recipient stopped before handling it")
         waiting, self.waiting_senders = self.waiting_senders, None
         for task, item in waiting or ():
+            if task is None:  # a network link: it drops what it holds
+                item()
+                continue
             self._drop(item, "the recipient stopped before accepting it")
             reschedule(task)
         self.sysq = None

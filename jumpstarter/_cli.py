@@ -452,5 +452,85 @@ def graph(target: str, output: Path | None, machine: str, list_machines: bool) -
     click.echo(f"wrote the {machine} machine of {target} ({_describe(chosen)}) to {output}")
 
 
+@main.command()
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="A host name or IP address the node certificate is valid for; repeat for more.  "
+    "[default: localhost, 127.0.0.1]",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=365,
+    show_default=True,
+    metavar="DAYS",
+    help="How many days the certificates are valid.",
+)
+@click.option("--force", is_flag=True, help="Overwrite certificate files that exist in DIR.")
+def certs(directory: Path, names: tuple[str, ...], days: int, force: bool) -> None:
+    """Write development TLS certificates to DIR.
+
+    Makes a throw-away CA and, signed by it, a node certificate and a client
+    certificate (for mutual TLS): ca.pem, node.pem, node.key, client.pem and
+    client.key. Keys are unencrypted and readable only by you. For development
+    and tests only: in production, use certificates from your own CA.
+
+    \b
+    Examples:
+        jumpstart certs certs/
+        jumpstart certs certs/ --name localhost --name 127.0.0.1 --name myhost.lan
+    """
+    import shlex
+
+    from ._certs import DEFAULT_NAMES, CertificatesExist, write_dev_certificates  # loads trustme
+
+    try:
+        written = write_dev_certificates(
+            directory, names=names or DEFAULT_NAMES, valid_days=days, force=force
+        )
+    except CertificatesExist as exc:
+        raise click.ClickException(
+            f"{', '.join(map(str, exc.paths))} already "
+            f"exist{'s' if len(exc.paths) == 1 else ''}; pass --force to overwrite"
+        ) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--name'") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write to {str(directory)!r}: {exc}") from None
+
+    def py(path: Path) -> str:
+        return repr(str(path))
+
+    def sh(path: Path) -> str:
+        return shlex.quote(str(path))
+
+    width = max(len(str(path)) for path in written.files)
+    click.echo(
+        f"wrote development TLS certificates for {', '.join(written.names)} "
+        f"(valid for {days} days):\n"
+        f"  {written.ca_file!s:<{width}}  the CA certificate to trust (its key was not kept)\n"
+        f"  {written.cert_file!s:<{width}}  the node's certificate\n"
+        f"  {written.key_file!s:<{width}}  the node's private key (mode 0600)\n"
+        f"  {written.client_cert_file!s:<{width}}  a client certificate, for mutual TLS\n"
+        f"  {written.client_key_file!s:<{width}}  the client's private key (mode 0600)\n"
+        "\n"
+        "In Python (from jumpstarter import TLSConfig):\n"
+        f"  server: TLSConfig(ca_file={py(written.ca_file)}, "
+        f"cert_file={py(written.cert_file)}, key_file={py(written.key_file)})\n"
+        f"  client: TLSConfig(ca_file={py(written.ca_file)})\n"
+        "  mutual TLS: add require_client_certificate=True on the server, and "
+        f"cert_file={py(written.client_cert_file)}, "
+        f"key_file={py(written.client_key_file)} on the client\n"
+        "\n"
+        "On the command line (jumpstart run):\n"
+        f"  --tls-ca {sh(written.ca_file)} --tls-cert {sh(written.cert_file)} "
+        f"--tls-key {sh(written.key_file)}"
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -20,6 +20,9 @@ __all__ = [
     "InvalidActorPath",
     "JumpstarterError",
     "MailboxFull",
+    "MessageRefused",
+    "PeerUnreachable",
+    "RemoteError",
     "SystemNotRunning",
     "UnhandledMessage",
 ]
@@ -103,3 +106,51 @@ class DependencyCycle(DependencyError):
 
 class SystemNotRunning(JumpstarterError, RuntimeError):
     """The actor system is not running (not entered yet, or shut down)."""
+
+
+class PeerUnreachable(JumpstarterError, ConnectionError):
+    """The node that hosts a remote actor cannot be reached, or the connection to it
+    was lost before an ask was answered.
+
+    An ask that fails this way may or may not have been handled: make handlers that
+    matter idempotent, or ask again once the peer is back.
+    """
+
+
+class MessageRefused(JumpstarterError):
+    """The remote node refused the message: it could not read it, or it failed the
+    signature check. The message was not delivered; the remote node logged why.
+
+    Attributes:
+        condition: the AMQP error condition the remote node gave
+            (``amqp:decode-error``, ``amqp:unauthorized-access``...).
+    """
+
+    def __init__(self, message: str, condition: str = "") -> None:
+        super().__init__(message)
+        self.condition = condition
+
+
+class RemoteError(JumpstarterError):
+    """A handler on another node raised; this is its exception, as far as it travels.
+
+    When the remote exception's type is known here (a builtin, or a class of an
+    imported module), the exception raised at the asker is an instance of a subclass
+    of both that type and :class:`RemoteError`, so ``except KeyError`` works as it
+    would locally.
+
+    Attributes:
+        remote_type: the exception's type on the remote node, as ``module.QualName``.
+        remote_message: its message.
+        remote_traceback: the traceback on the remote node, as text.
+    """
+
+    remote_type: str = ""
+    remote_message: str = ""
+    remote_traceback: str = ""
+
+    def __str__(self) -> str:
+        text = self.remote_message
+        if self.remote_traceback:
+            text += "\n\nRemote traceback:\n" + self.remote_traceback.rstrip()
+        return text

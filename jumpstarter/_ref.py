@@ -37,27 +37,23 @@ class ActorRef:
         return ref
 
     @property
-    def _key(self) -> tuple[str, str]:
-        cell = self._cell
-        return (cell.system.name, cell.path)
-
-    @property
     def path(self) -> str:
         """The actor's path in its system, such as ``/user/parent/child``."""
         return self._cell.path
 
     @property
     def address(self) -> str:
-        """The actor's full address, such as ``local://system/user/parent/child``."""
-        return self._cell.system.address_of(self._cell.path)
+        """The actor's full address: ``local://system/user/a`` in-process, or
+        ``amqp://host:port/system/user/a`` when its system listens for peers."""
+        return self._cell.address
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ActorRef):
-            return self._key == other._key
+            return self._cell.address == other._cell.address
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return hash(self._cell.address)
 
     def __repr__(self) -> str:
         return f"<ActorRef {self.address}>"

@@ -15,6 +15,7 @@ import attrs
 import trio
 
 from ._actor import Actor, handler
+from ._amqp._codec import TypeRegistry
 from ._cell import ActorCell, stop_all
 from ._deadlines import Deadlines
 from ._exceptions import (
@@ -26,6 +27,7 @@ from ._exceptions import (
 )
 from ._logging import configure_from_environment
 from ._messages import DeadLetter, PauseRequest, ResumeRequest
+from ._node import InspectRequest, Node, RemoteSettings, Settle, parse_address
 from ._ref import ActorRef
 from ._supervision import OneForOne, SupervisorStrategy
 
@@ -93,6 +95,7 @@ class DeadLetters(Actor):
 
     @handler
     def subscribe(self, msg: SubscribeDeadLetters) -> None:
+        _local_cell(msg.subscriber, "subscribe to dead letters")
         self.subscribers.add(msg.subscriber)
 
     @handler
@@ -106,6 +109,52 @@ class DeadLetters(Actor):
                 self.subscribers.discard(subscriber)
             elif subscriber._cell is not self._cell:
                 subscriber._cell.notify(msg)
+
+
+class Inspector(Actor):
+    """The actor at ``/system/inspector``: describes the system to whoever asks
+    (``jumpstart inspect ADDRESS`` asks it over the network)."""
+
+    @handler
+    def inspect(self, msg: InspectRequest) -> dict[str, Any]:
+        system = self.system
+        actors: dict[str, Any] = {}
+        if msg.actors:
+            for path, stats in system.statistics().actors.items():
+                actors[path] = {
+                    "state": stats.state,
+                    "mailbox": stats.mailbox_depth,
+                    "received": stats.received,
+                    "handled": stats.handled,
+                    "failed": stats.failed,
+                    "restarts": stats.restarts,
+                }
+        return {
+            "system": system.name,
+            "address": system.address_of(""),
+            "dead_letters": len(system.recent_dead_letters()),
+            "actors": actors,
+        }
+
+
+def _local_cell(ref: ActorRef, what: str) -> ActorCell:
+    cell = ref._cell
+    if type(cell) is not ActorCell:
+        raise ValueError(
+            f"cannot {what} {ref.address}: it is an actor of another node; "
+            "do it from that node's own system"
+        )
+    return cell
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(
+            f"listen={listen!r} is not HOST:PORT (e.g. '127.0.0.1:5000', or port 0 for any)"
+        )
+    return host, int(port)
 
 
 def _validate_name(name: str) -> None:
@@ -136,6 +185,13 @@ class ActorSystem:
         dead_letter_history: how many recent dead letters
             :meth:`recent_dead_letters` keeps.
         seed: seeds the jitter of restart backoff, for reproducible tests.
+        listen: ``"HOST:PORT"`` to accept AMQP 1.0 connections from other nodes
+            (port 0 picks a free port; see :attr:`listen_address`). Actors'
+            addresses are then ``amqp://HOST:PORT/<name>/<path>``. Without it the
+            system can still send to remote actors (:meth:`ref`).
+        registry: the message classes that travel between nodes, as AMQP values.
+        remote: how to talk to other nodes (signing, TLS, limits); see
+            :class:`RemoteSettings`.
     """
 
     BUDGET: Final = 256
@@ -150,6 +206,9 @@ class ActorSystem:
         ask_timeout: float = 30.0,
         dead_letter_history: int = 1000,
         seed: int | None = None,
+        listen: str | None = None,
+        registry: TypeRegistry | None = None,
+        remote: RemoteSettings | None = None,
     ) -> None:
         if not name or "/" in name:
             raise ValueError(f"invalid system name {name!r}: use a non-empty name without '/'")
@@ -174,6 +233,9 @@ class ActorSystem:
         self._dead_letter_log: deque[DeadLetter] = deque(maxlen=dead_letter_history)
         self._dead_letters_cell: ActorCell | None = None
         self._idle: trio.Event | None = None
+        self._listen = _split_listen(listen) if listen is not None else None
+        self.registry = registry if registry is not None else TypeRegistry()
+        self._node = Node(self, self.registry, remote if remote is not None else RemoteSettings())
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r} actors={len(self._registry)}>"
@@ -202,6 +264,27 @@ class ActorSystem:
         self._system_cells["dead_letters"] = cell
         cell.start_sync()
         self._dead_letters_cell = cell
+        inspector = self._new_cell(
+            None,
+            Inspector,
+            Inspector,
+            (),
+            "inspector",
+            f"{SYSTEM_ROOT}/inspector",
+            capacity=1000,
+            dependencies=None,
+        )
+        self._system_cells["inspector"] = inspector
+        inspector.start_sync()
+        self._node.start(self._nursery)
+        if self._listen is not None:
+            try:
+                await self._node.start_listening(*self._listen)
+            except BaseException:
+                self._running = False
+                self._nursery.cancel_scope.cancel()
+                await stack.__aexit__(None, None, None)
+                raise
         return self
 
     async def __aexit__(
@@ -238,6 +321,7 @@ class ActorSystem:
         with trio.move_on_after(deadline):
             cells = [c for c in self._top.values() if not c.finished]
             await stop_all(cells, drain=True)
+        await self._node.aclose()
         self._running = False
         self._nursery.cancel_scope.cancel()
 
@@ -423,20 +507,29 @@ class ActorSystem:
             drain: handle the messages already in its mailbox first; otherwise
                 they go to the dead letters once the current message is handled.
         """
-        await ref._cell.stop_and_wait(drain)
+        await _local_cell(ref, "stop").stop_and_wait(drain)
 
     def pause(self, ref: ActorRef) -> None:
         """Stop handling user messages; the mailbox keeps filling up to its size."""
-        ref._cell.post_system(PauseRequest())
+        _local_cell(ref, "pause").post_system(PauseRequest())
 
     def resume(self, ref: ActorRef) -> None:
         """Resume a paused actor."""
-        ref._cell.post_system(ResumeRequest())
+        _local_cell(ref, "resume").post_system(ResumeRequest())
 
     # -- lookup ---------------------------------------------------------------
 
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        """The host and port the system listens on (with the real port when 0 was
+        asked), or ``None`` if it does not listen."""
+        return self._node.listen
+
     def address_of(self, path: str) -> str:
         """The address of the actor at ``path`` in this system."""
+        advertised = self._node.advertised
+        if advertised is not None:
+            return f"{advertised}{path}"
         return f"local://{self.name}{path}"
 
     def lookup(self, path: str) -> ActorRef:
@@ -452,12 +545,30 @@ class ActorSystem:
             raise ActorNotFound(f"no actor at {path} in system {self.name!r}")
         return cell.ref
 
-    def ref(self, address: str) -> ActorRef:
-        """The ref for an address (``local://system/user/a``) or a path in this system.
+    def ref(self, address: str, *, settle: Settle = "on-arrival") -> ActorRef:
+        """The ref for an address: ``amqp://host:port/system/user/a`` (any node),
+        ``local://system/user/a``, or a path in this system.
+
+        A ref to an actor of another node is made without contacting it: the first
+        message connects. ``tell``, ``tell_nowait`` and ``ask`` work on it as on a
+        local ref.
+
+        Args:
+            settle: for a remote actor, when its node settles each message:
+                ``"on-arrival"`` (once in the mailbox) or ``"after-handled"`` (once the
+                handler returned; if the connection drops first, this node sends the
+                message again: at least once).
 
         Raises:
-            ActorNotFound: the address names another system or no live actor.
+            ActorNotFound: a local address or path that names no live actor, or
+                another system's ``local://`` address.
+            InvalidActorPath: a malformed ``amqp://`` address.
         """
+        if address.startswith(("amqp://", "amqps://")):
+            host, port, system, path = parse_address(address)
+            if self._node.is_local(host, port, system):
+                return self.lookup(path)
+            return self._node.remote_ref(address, settle)
         prefix = f"local://{self.name}"
         if address.startswith(prefix + "/"):
             return self.lookup(address[len(prefix) :])
@@ -467,11 +578,11 @@ class ActorSystem:
 
     def state_of(self, ref: ActorRef) -> str:
         """The actor's current lifecycle state, such as ``started.running.healthy``."""
-        return ref._cell.lifecycle.state
+        return _local_cell(ref, "read the state of").lifecycle.state
 
     async def wait_for_state(self, ref: ActorRef, *states: str) -> str:
         """Wait until the actor's lifecycle is in one of ``states``; return the state."""
-        return await ref._cell.lifecycle.wait_for(*states)
+        return await _local_cell(ref, "wait for the state of").lifecycle.wait_for(*states)
 
     def on_state_change(
         self, ref: ActorRef, callback: Callable[[str, str, str], object]
@@ -480,11 +591,11 @@ class ActorSystem:
 
         Returns a function that removes the callback.
         """
-        return ref._cell.lifecycle.on_change(callback)
+        return _local_cell(ref, "follow the state of").lifecycle.on_change(callback)
 
     def watch(self, watcher: ActorRef, target: ActorRef) -> None:
         """Make ``watcher`` receive :class:`~jumpstarter.Terminated` when ``target`` stops."""
-        target._cell.add_watcher(watcher._cell)
+        _local_cell(target, "watch").add_watcher(_local_cell(watcher, "watch with"))
 
     # -- dead letters ---------------------------------------------------------
 

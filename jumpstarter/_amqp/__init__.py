@@ -2,7 +2,7 @@
 
 It imports neither trio nor the actor runtime. :mod:`._protocol` drives proton's
 engine behind an h11-style API; :mod:`._codec` turns envelopes into AMQP messages and
-back; :mod:`._signing` signs and verifies them.
+back; :mod:`._signing` signs and verifies them; :mod:`._tls` configures TLS.
 """
 
 from ._codec import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
@@ -51,6 +51,7 @@ from ._signing import SignatureError as SignatureError
 from ._signing import Signer as Signer
 from ._signing import UnknownSigningKey as UnknownSigningKey
 from ._signing import UnsignedMessage as UnsignedMessage
+from ._tls import TLSConfig as TLSConfig
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -92,6 +93,7 @@ __all__ = [
     "SASLConfig",
     "SignatureError",
     "Signer",
+    "TLSConfig",
     "TransportClosed",
     "TypeRegistry",
     "UnknownMessageType",

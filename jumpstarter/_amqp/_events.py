@@ -159,19 +159,29 @@ class LinkRequested:
         role: our end of the link: ``"receiver"`` if the peer will send to us.
         address: the peer's target address if we receive, its source address if we send.
         name: the link name the peer chose.
+        dynamic: the peer wants to receive from a node we create for it (its source
+            is *dynamic*, as for a reply queue): accept with the new node's address.
     """
 
     link: LinkId
     role: LinkRole
     address: str | None
     name: str
+    dynamic: bool = False
 
 
 @attrs.frozen(kw_only=True)
 class LinkOpened:
-    """The peer attached a link that we opened; it can now carry messages."""
+    """The peer attached a link that we opened; it can now carry messages.
+
+    Attributes:
+        link: the link's id.
+        address: the address of the peer's end (for a dynamic receiver: the address
+            the peer made for it, to give out as a reply-to).
+    """
 
     link: LinkId
+    address: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -109,6 +109,7 @@ from ._events import (
     TransportClosed,
 )
 from ._exceptions import LocalProtocolError, RemoteProtocolError
+from ._tls import TLSConfig
 
 __all__ = ["AMQPConnection", "ConnectionStatistics", "SASLConfig"]
 
@@ -199,6 +200,10 @@ class AMQPConnection:
         sasl: ``None`` for no SASL layer, ``"anonymous"``, or ``("plain", user,
             password)`` (client only: proton's built-in SASL cannot check passwords).
             A server accepts clients with and without SASL either way.
+        tls: run the connection over TLS with these certificates (see
+            :class:`TLSConfig`); a client checks the server's certificate against
+            ``tls.server_hostname`` or else ``hostname``. A failed handshake ends the
+            connection with :class:`TransportClosed` and OpenSSL's reason.
     """
 
     def __init__(
@@ -210,6 +215,7 @@ class AMQPConnection:
         idle_timeout: float | None = None,
         max_frame_size: int | None = None,
         sasl: SASLConfig = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         if role not in ("client", "server"):
             raise ValueError(f"role must be 'client' or 'server', not {role!r}")
@@ -228,6 +234,8 @@ class AMQPConnection:
             self._transport.max_frame_size = max_frame_size
         if sasl is not None:
             self._configure_sasl(sasl, role)
+        if tls is not None:
+            self._configure_tls(tls, role, hostname)
         self._transport.bind(self._connection)
 
         self._session: proton.Session | None = None
@@ -257,6 +265,20 @@ class AMQPConnection:
             raise ValueError(
                 f"sasl must be None, 'anonymous' or ('plain', user, password), not {sasl!r}"
             )
+
+    def _configure_tls(self, tls: TLSConfig, role: str, hostname: str | None) -> None:
+        if role == "server":
+            proton.SSL(self._transport, tls.ssl_domain("server"))
+            return
+        peer_hostname = tls.peer_hostname(hostname)
+        if peer_hostname is None and tls.verify_server and tls.check_hostname:
+            raise ValueError(
+                "a TLS client that checks the server's name needs it: pass hostname= "
+                "or TLSConfig(server_hostname=...)"
+            )
+        layer = proton.SSL(self._transport, tls.ssl_domain("client"))
+        if peer_hostname is not None:
+            layer.peer_hostname = peer_hostname  # checked on the certificate; sent as SNI
 
     # ------------------------------------------------------------------ bytes
 
@@ -395,29 +417,35 @@ class AMQPConnection:
         return link.id
 
     def open_receiver(
-        self, source_address: str, *, name: str | None = None, credit: int = 0
+        self, source_address: str | None, *, name: str | None = None, credit: int = 0
     ) -> LinkId:
         """Open a link to receive messages from ``source_address``.
 
         Args:
-            source_address: the peer's node (queue, actor path) to receive from.
+            source_address: the peer's node (queue, actor path) to receive from, or
+                ``None`` for a *dynamic* node the peer creates for us (a reply
+                address): its address comes in :attr:`LinkOpened.address`.
             name: the link name; by default derived from our container id.
             credit: how many messages the peer may send right away.
         """
         _check_credit(credit)
         link = self._new_link(name, is_sender=False)
-        link.pn.source.address = source_address
+        if source_address is None:
+            link.pn.source.dynamic = True
+        else:
+            link.pn.source.address = source_address
         link.pn.open()
         if credit:
             link.pn.flow(credit)
         return link.id
 
-    def accept_link(self, link: LinkId, *, credit: int = 0) -> None:
+    def accept_link(self, link: LinkId, *, credit: int = 0, address: str | None = None) -> None:
         """Attach a link the peer opened (see :class:`LinkRequested`).
 
         Args:
             link: the requested link.
             credit: for a link we receive on, how many messages the peer may send now.
+            address: for a dynamic request, the address of the node made for it.
         """
         state = self._requested_link(link)
         pn = state.pn
@@ -426,6 +454,10 @@ class AMQPConnection:
         _check_credit(credit)
         pn.source.copy(pn.remote_source)
         pn.target.copy(pn.remote_target)
+        if address is not None:
+            terminus = pn.source if state.is_sender else pn.target
+            terminus.dynamic = False
+            terminus.address = address
         pn.snd_settle_mode = pn.remote_snd_settle_mode
         pn.rcv_settle_mode = pn.remote_rcv_settle_mode
         state.presettled = pn.snd_settle_mode == proton.Link.SND_SETTLED
@@ -693,6 +725,7 @@ class AMQPConnection:
                     role="sender" if is_sender else "receiver",
                     address=terminus.address,
                     name=pn.name,
+                    dynamic=terminus.dynamic,
                 )
             )
             return
@@ -703,7 +736,7 @@ class AMQPConnection:
         if terminus.type == proton.Terminus.UNSPECIFIED:
             return  # a refusal: the detach with the reason follows
         link.state = _LinkState.OPEN
-        self._events.append(LinkOpened(link=link_id))
+        self._events.append(LinkOpened(link=link_id, address=terminus.address))
 
     def _on_link_remote_close(self, event: proton.Event) -> None:
         pn = event.link

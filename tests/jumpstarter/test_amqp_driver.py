@@ -9,6 +9,7 @@ import trio
 
 from jumpstarter._amqp._events import (
     Accepted,
+    DeliveryUpdated,
     ErrorCondition,
     LinkRequested,
     MessageReceived,
@@ -65,6 +66,9 @@ class Inbox:
     def connection_closed(self, connection: Connection, error: str | None) -> None:
         self.closed.append(error)
 
+    def delivery_updated(self, connection: Connection, event: DeliveryUpdated) -> None:
+        pass
+
 
 class Client:
     def link_requested(self, connection: Connection, event: LinkRequested) -> None:
@@ -74,6 +78,9 @@ class Client:
         pass
 
     def connection_closed(self, connection: Connection, error: str | None) -> None:
+        pass
+
+    def delivery_updated(self, connection: Connection, event: DeliveryUpdated) -> None:
         pass
 
 

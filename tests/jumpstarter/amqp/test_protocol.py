@@ -184,7 +184,10 @@ def test_a_sender_opened_by_the_client_is_requested_then_opened_when_the_server_
     ]
     pair.server.accept_link(requested.link, credit=3)
     pair.pump()
-    assert pair.take("client") == [LinkOpened(link=sender), CreditAvailable(link=sender, credit=3)]
+    assert pair.take("client") == [
+        LinkOpened(link=sender, address="inbox"),
+        CreditAvailable(link=sender, credit=3),
+    ]
     assert pair.client.link_credit(sender) == 3
 
 
@@ -201,7 +204,7 @@ def test_a_receiver_opened_by_the_client_gets_messages_from_the_server() -> None
     pair.pump()
     # the client granted credit before the server accepted: it is reported on accept
     assert pair.take("server") == [CreditAvailable(link=requested.link, credit=2)]
-    assert pair.take("client") == [LinkOpened(link=receiver)]
+    assert pair.take("client") == [LinkOpened(link=receiver, address="events")]
     pair.server.send(requested.link, encode("hello"))
     pair.pump()
     (received,) = pair.take("client")
@@ -285,7 +288,10 @@ def test_a_peer_that_ends_the_session_closes_its_links() -> None:
     (requested,) = only(pair.take("server"), LinkRequested)
     pair.server.accept_link(requested.link, credit=1)
     pair.pump()
-    assert pair.take("client") == [LinkOpened(link=again), CreditAvailable(link=again, credit=1)]
+    assert pair.take("client") == [
+        LinkOpened(link=again, address="inbox"),
+        CreditAvailable(link=again, credit=1),
+    ]
 
 
 def test_the_server_can_open_links_to_the_client_too() -> None:
@@ -297,7 +303,10 @@ def test_the_server_can_open_links_to_the_client_too() -> None:
     assert requested.role == "receiver"
     pair.client.accept_link(requested.link, credit=1)
     pair.pump()
-    assert pair.take("server") == [LinkOpened(link=sender), CreditAvailable(link=sender, credit=1)]
+    assert pair.take("server") == [
+        LinkOpened(link=sender, address="client-inbox"),
+        CreditAvailable(link=sender, credit=1),
+    ]
 
 
 def test_link_commands_check_the_link() -> None:
@@ -627,3 +636,23 @@ def test_proton_wrapper_identity_is_never_needed() -> None:
     pair.pump()
     received = only(pair.take("server"), MessageReceived)
     assert [event.delivery.number for event in received] == [0, 1, 2]
+
+
+def test_a_dynamic_receiver_gets_the_address_the_peer_made_for_it() -> None:
+    pair = ConnectionPair.opened()
+    receiver = pair.client.open_receiver(None, credit=5)
+    pair.pump()
+    (requested,) = pair.take("server")
+    assert isinstance(requested, LinkRequested)
+    assert requested.role == "sender"
+    assert requested.dynamic
+    assert requested.address is None
+    pair.server.accept_link(requested.link, address="/replies/42")
+    pair.pump()
+    assert pair.take("server") == [CreditAvailable(link=requested.link, credit=5)]
+    assert pair.take("client") == [LinkOpened(link=receiver, address="/replies/42")]
+    pair.server.send(requested.link, encode("answer"))
+    pair.pump()
+    (received,) = pair.take("client")
+    assert isinstance(received, MessageReceived)
+    assert decode(received.body) == "answer"

@@ -1,0 +1,1167 @@
+"""The node: an actor system's presence on the network, and refs to actors elsewhere.
+
+Theory of operation
+===================
+
+Every :class:`~jumpstarter.ActorSystem` has one :class:`Node`. It listens for AMQP
+1.0 connections when the system was given ``listen=``, and opens connections to
+other nodes when someone sends to a remote address. Both kinds of connection are
+driven by :mod:`._amqp_driver`, with the node as their handler.
+
+Addresses
+---------
+An actor's address is ``amqp://host:port/<system>/<path>``, for instance
+``amqp://127.0.0.1:5000/bank/user/teller``. The AMQP *target* of the link that
+carries messages to it is the address's path, ``/bank/user/teller``.
+
+Sending
+-------
+A remote ref's cell is a :class:`RemoteCell`. It encodes each message with the
+system's :class:`~jumpstarter.TypeRegistry` (and signs it, when the node has a
+keyring), and sends it on a link opened once per target actor, over a connection
+opened once per peer node (:class:`_Peer`). Sending waits for link credit, which is
+how a full mailbox on the far side slows the sender down.
+
+An ``ask`` also needs a way back: the first ask over a connection opens a
+*dynamic* receiving link, for which the peer makes up a reply address; the ask's
+``reply-to`` is that address and its ``correlation-id`` names the waiting
+:class:`~jumpstarter._messages.Reply`. Any AMQP client asks the same way.
+
+A lost connection fails the asks still waiting on it (:class:`PeerUnreachable`);
+the next message to that peer reconnects, with exponential backoff between
+attempts, for up to ``connect_timeout`` seconds.
+
+Receiving
+---------
+A peer that opens a link to ``/<system>/<path>`` gets credit for as many messages
+as the actor's mailbox has room for, up to ``link_credit``. Each message is
+decoded (after its signature is checked) and offered to the mailbox; the delivery
+is then settled *accepted*. When the mailbox fills, the link stops granting
+credit and waits for room (:meth:`ActorCell.wait_for_room`), so a slow actor
+pushes back on a fast remote sender through AMQP flow control, and the memory a
+link can hold is bounded by its credit.
+
+A message sent with ``settle="after-handled"`` is settled only once its handler
+returned (accepted) or raised (rejected); if the connection drops first, the
+sending node sends it again once reconnected: at least once.
+
+What cannot be delivered is refused with an AMQP error condition on the delivery:
+``amqp:not-found`` (no such actor: the message also goes to this system's dead
+letters), ``amqp:decode-error`` (unreadable, unknown type, too large) and
+``amqp:unauthorized-access`` (unsigned, forged, stale or replayed). The sender's
+ask fails with :class:`~jumpstarter.ActorNotFound` or
+:class:`~jumpstarter.MessageRefused`; a refused tell is logged by the sender.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import itertools
+import logging
+import socket
+import sys
+import time
+import uuid
+import warnings
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from urllib.parse import urlsplit
+
+import attrs
+import eliot
+import outcome
+import trio
+
+from ._amqp._codec import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Codec,
+    CodecError,
+    MessageTooLarge,
+    RawMessage,
+    RemoteErrorInfo,
+    TypeRegistry,
+    WireEnvelope,
+)
+from ._amqp._events import (
+    Accepted,
+    DeliveryId,
+    DeliveryUpdated,
+    ErrorCondition,
+    LinkId,
+    LinkRequested,
+    MessageReceived,
+    Rejected,
+)
+from ._amqp._signing import Keyring, SignatureError, Signer
+from ._amqp_driver import Connection, ConnectionLost, LinkRefused, SenderLink, connect, serve
+from ._deadlines import ask_timeout_text
+from ._exceptions import (
+    ActorNotFound,
+    AskTimeout,
+    InvalidActorPath,
+    JumpstarterError,
+    MailboxFull,
+    MessageRefused,
+    PeerUnreachable,
+    RemoteError,
+)
+from ._logging import SWITCH, current_trace
+from ._messages import Envelope, Reply
+from ._ref import ActorRef
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell
+    from ._system import ActorSystem
+
+__all__ = [
+    "InsecureNodeWarning",
+    "InspectRequest",
+    "Node",
+    "RemoteCell",
+    "RemoteSettings",
+    "parse_address",
+]
+
+NOT_FOUND: Final = "amqp:not-found"
+DECODE_ERROR: Final = "amqp:decode-error"
+UNAUTHORIZED: Final = "amqp:unauthorized-access"
+HANDLER_FAILED: Final = "jumpstarter:handler-failed"
+
+_ACCEPTED: Final = Accepted()
+_REPLY_CREDIT: Final = 1000
+_LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+_logger = logging.getLogger("jumpstarter.node")
+
+Settle = Literal["on-arrival", "after-handled"]
+
+
+class InsecureNodeWarning(UserWarning):
+    """A node listens beyond this machine with neither TLS nor message signing."""
+
+
+@attrs.frozen(kw_only=True)
+class RemoteSettings:
+    """How an actor system talks to other nodes.
+
+    Attributes:
+        signing: sign every message sent and refuse every message received that is
+            not signed with one of these keys (HMAC-SHA256, see
+            :class:`~jumpstarter.Keyring`). Use it whenever the network is not
+            entirely yours.
+        max_message_age: with ``signing``, seconds after which a signed message is
+            refused as stale (and the replay window).
+        trusted: peers may send (and this node sends) message types that are not
+            registered, pickled with cloudpickle. Unpickling runs arbitrary code:
+            only between authenticated peers that trust each other.
+        max_message_size: the largest encoded message sent or accepted, in bytes.
+        link_credit: the most messages a peer may have in flight to one actor; the
+            actual credit is also bounded by the room in the actor's mailbox.
+        idle_timeout: seconds of silence after which a peer is considered gone
+            (heartbeats are sent at half this interval); ``None`` to never check.
+        connect_timeout: how long sending to an unreachable node keeps retrying
+            before it raises :class:`~jumpstarter.PeerUnreachable`.
+        reconnect_delay: first pause between connection attempts, doubled after each
+            failure up to ``reconnect_max_delay``.
+        tls: a :class:`~jumpstarter.TLSConfig` for TLS on the listener and on
+            outgoing connections.
+    """
+
+    signing: Keyring | None = None
+    max_message_age: float = 300.0
+    trusted: bool = False
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    link_credit: int = 1000
+    idle_timeout: float | None = 30.0
+    connect_timeout: float = 10.0
+    reconnect_delay: float = 0.05
+    reconnect_max_delay: float = 2.0
+    tls: Any = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.link_credit < 1:
+            raise ValueError(f"link_credit must be at least 1, not {self.link_credit}")
+
+
+@attrs.frozen(kw_only=True)
+class InspectRequest:
+    """Ask ``/system/inspector`` of a node for a description of its actors.
+
+    The answer is a dict: ``{"system": name, "address": ..., "actors": {path:
+    {"state", "mailbox", "received", "handled", "failed", "restarts"}}}``.
+    """
+
+    actors: bool = True
+
+
+def parse_address(address: str) -> tuple[str, int, str, str]:
+    """Split ``amqp://host:port/system/path`` into host, port, system name and path.
+
+    Raises:
+        InvalidActorPath: it is not such an address.
+    """
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidActorPath(f"{address!r} is not an actor address: {exc}") from None
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname or port is None:
+        raise InvalidActorPath(
+            f"{address!r} is not a remote actor address: use amqp://host:port/system/path"
+        )
+    system, _, path = parts.path.lstrip("/").partition("/")
+    if not system or not path:
+        raise InvalidActorPath(
+            f"{address!r} names no actor: use amqp://host:port/system/path "
+            "(e.g. amqp://127.0.0.1:5000/bank/user/teller)"
+        )
+    return parts.hostname, port, system, "/" + path
+
+
+def _remote_exception(info: RemoteErrorInfo) -> BaseException:
+    """The exception to raise at the asker for a handler's exception on another node."""
+    kind = _known_exception_type(info.type_name)
+    error: RemoteError
+    if kind is None or issubclass(kind, RemoteError):
+        error = RemoteError(info.message)
+    else:
+        try:
+            mixed = type(kind.__name__, (RemoteError, kind), {"__module__": kind.__module__})
+            error = cast(RemoteError, BaseException.__new__(mixed))
+            BaseException.__init__(error, info.message)
+        except TypeError:  # a layout that cannot be mixed in
+            error = RemoteError(info.message)
+    error.remote_type = info.type_name
+    error.remote_message = info.message
+    error.remote_traceback = info.traceback
+    return error
+
+
+def _known_exception_type(type_name: str) -> type[Exception] | None:
+    """The exception class named ``module.QualName``, if its module is imported already.
+
+    Nothing is imported on a peer's say-so: only classes already loaded qualify.
+    """
+    module_name, _, qualname = type_name.rpartition(".")
+    module = builtins if module_name == "builtins" else sys.modules.get(module_name)
+    value: Any = module
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+    if isinstance(value, type) and issubclass(value, Exception):
+        return value
+    return None
+
+
+def _error_for(condition: ErrorCondition | None, address: str) -> BaseException:
+    """The exception for a message the peer refused with ``condition``."""
+    name = condition.name if condition is not None else ""
+    description = (condition.description or "") if condition is not None else ""
+    if name == NOT_FOUND:
+        return ActorNotFound(f"no actor at {address}: {description or 'not found'}")
+    return MessageRefused(
+        f"{address} refused the message: {name}{': ' + description if description else ''}",
+        name,
+    )
+
+
+class RemoteCell:
+    """Stands in for an :class:`ActorCell` behind the ref of an actor on another node."""
+
+    __slots__ = ("address", "node", "path", "peer", "settle_after_handled", "target")
+
+    mailbox = None  # ActorRef.tell's inlined fast path is for local mailboxes only
+
+    def __init__(self, node: Node, address: str, settle: Settle) -> None:
+        host, port, system, path = parse_address(address)
+        self.node = node
+        self.address = address
+        self.path = path
+        self.target = f"/{system}{path}"
+        self.peer = node.peer(host, port)
+        self.settle_after_handled = settle == "after-handled"
+
+    def __repr__(self) -> str:
+        return f"<RemoteCell {self.address}>"
+
+    def tell_nowait(self, message: Any, sender: ActorRef | None) -> None:
+        data = self.node.encode(message, self.address, sender, self.settle_after_handled)
+        link = self.peer.links.get(self.target)
+        if link is None or link.sender.credit <= 0:
+            raise MailboxFull(
+                f"no credit to send to {self.address} now (not connected yet, or its "
+                "mailbox is full); use 'await ref.tell(msg)' to wait"
+            )
+        self.peer.send_now(link, data, self.settle_after_handled)
+
+    async def tell(self, message: Any, sender: ActorRef | None) -> None:
+        data = self.node.encode(message, self.address, sender, self.settle_after_handled)
+        await self.peer.send(self.target, data, track=self.settle_after_handled)
+
+    async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
+        node = self.node
+        system = node.system
+        if timeout is None:
+            timeout = system.ask_timeout
+        deadline = trio.current_time() + timeout
+        peer = self.peer
+        reply = Reply()
+        message_id = node.new_message_id()
+        with trio.move_on_at(deadline):
+            reply_to = await peer.reply_address()
+            data = node.encode(
+                message,
+                self.address,
+                sender,
+                self.settle_after_handled,
+                reply_to=reply_to,
+                message_id=message_id,
+            )
+            peer.pending[message_id] = (reply, self.address)
+            try:
+                delivery = await peer.send(self.target, data, track=self.settle_after_handled)
+                peer.asks_by_delivery[delivery] = message_id
+                system._deadlines.add(deadline, reply, self.address, message, timeout)
+                return await reply.wait()
+            finally:
+                peer.pending.pop(message_id, None)
+        raise AskTimeout(ask_timeout_text(self.address, message, timeout))
+
+
+@attrs.define(eq=False)
+class _OutLink:
+    sender: SenderLink
+    inflight: dict[int, bytes] = attrs.Factory(dict)  # at-least-once, until settled
+
+
+class _Peer:
+    """The connection to one other node, its sender links, and the asks awaiting it."""
+
+    def __init__(self, node: Node, host: str, port: int) -> None:
+        self.node = node
+        self.host = host
+        self.port = port
+        self.connection: Connection | None = None
+        self.connecting: trio.Event | None = None
+        self.failure: BaseException | None = None
+        self.links: dict[str, _OutLink] = {}
+        self.by_link: dict[LinkId, _OutLink] = {}
+        self.opening: dict[str, trio.Event] = {}
+        self.reply: tuple[LinkId, str] | None = None
+        self.reply_opening: trio.Event | None = None
+        self.reply_taken = 0
+        self.pending: dict[str, tuple[Reply, str]] = {}
+        self.asks_by_delivery: dict[DeliveryId, str] = {}
+        self.unsent: dict[str, deque[bytes]] = {}
+        self.redelivering = False
+
+    def __repr__(self) -> str:
+        return f"<peer {self.host}:{self.port}>"
+
+    # -- connecting
+
+    async def connect(self) -> Connection:
+        """The open connection to the peer, connecting (with backoff) if need be."""
+        while True:
+            connection = self.connection
+            if connection is not None and not connection.closed:
+                return connection
+            if self.connecting is not None:
+                await self.connecting.wait()
+                if self.connection is None or self.connection.closed:
+                    assert self.failure is not None
+                    raise self.failure
+                continue
+            self.connecting = trio.Event()
+            try:
+                self.connection = await self._connect_with_backoff()
+                self.connection.context = self
+                self.failure = None
+            except PeerUnreachable as exc:
+                self.failure = exc
+                raise
+            finally:
+                self.connecting.set()
+                self.connecting = None
+
+    async def _connect_with_backoff(self) -> Connection:
+        node = self.node
+        settings = node.settings
+        delay = settings.reconnect_delay
+        deadline = trio.current_time() + settings.connect_timeout
+        while True:
+            try:
+                return await connect(
+                    self.host,
+                    self.port,
+                    node,
+                    node.nursery,
+                    container_id=f"{node.system.name}-{node.node_id}",
+                    idle_timeout=settings.idle_timeout,
+                    **node.tls_options(client=True),
+                )
+            except (OSError, ConnectionLost) as exc:
+                if trio.current_time() + delay > deadline:
+                    raise PeerUnreachable(
+                        f"cannot reach the node at {self.host}:{self.port}: {exc}. Check "
+                        "that it runs and listens there (jumpstart run --listen ...)"
+                    ) from exc
+                await trio.sleep(delay)
+                delay = min(delay * 2, settings.reconnect_max_delay)
+
+    # -- sending
+
+    async def link(self, target: str) -> _OutLink:
+        """The open sender link to ``target`` on the peer, opening it if need be."""
+        while True:
+            link = self.links.get(target)
+            if link is not None and not link.sender.connection.closed:
+                return link
+            opening = self.opening.get(target)
+            if opening is not None:
+                await opening.wait()
+                continue
+            self.opening[target] = event = trio.Event()
+            try:
+                connection = await self.connect()
+                try:
+                    sender = await connection.open_sender(target)
+                except LinkRefused as exc:
+                    raise _error_for(exc.condition, f"{self.host}:{self.port}{target}") from exc
+                except ConnectionLost:
+                    continue
+                link = self.links[target] = self.by_link[sender.link] = _OutLink(sender)
+                await self._flush_unsent(target, link)
+                return link
+            finally:
+                del self.opening[target]
+                event.set()
+
+    async def send(self, target: str, data: bytes, *, track: bool) -> DeliveryId:
+        """Send one encoded message to ``target``, waiting for a connection and credit."""
+        while True:
+            link = await self.link(target)
+            try:
+                delivery = await link.sender.send(data)
+            except ConnectionLost:
+                continue  # not sent: reconnect and send it again
+            except LinkRefused as exc:
+                self.links.pop(target, None)
+                raise _error_for(exc.condition, f"{self.host}:{self.port}{target}") from exc
+            if track:
+                link.inflight[delivery.number] = data
+            return delivery
+
+    def send_now(self, link: _OutLink, data: bytes, track: bool) -> None:
+        try:
+            delivery = link.sender.send_nowait(data)
+        except (trio.WouldBlock, ConnectionLost, LinkRefused) as exc:
+            raise MailboxFull(f"cannot send to {link.sender.address} now: {exc}") from None
+        if track:
+            link.inflight[delivery.number] = data
+
+    async def _flush_unsent(self, target: str, link: _OutLink) -> None:
+        unsent = self.unsent.get(target)
+        while unsent:
+            data = unsent[0]
+            delivery = await link.sender.send(data)
+            unsent.popleft()
+            link.inflight[delivery.number] = data
+        self.unsent.pop(target, None)
+
+    async def _redeliver(self) -> None:
+        """Reconnect and send again what was in flight at least once when the link broke."""
+        self.redelivering = True
+        try:
+            while self.unsent:
+                target = next(iter(self.unsent))
+                try:
+                    await self.link(target)
+                except PeerUnreachable:
+                    await trio.sleep(self.node.settings.reconnect_max_delay)
+                except (ActorNotFound, MessageRefused) as exc:
+                    lost = self.unsent.pop(target, deque())
+                    self.node.log_refused(f"{self.host}:{self.port}{target}", str(exc), len(lost))
+        finally:
+            self.redelivering = False
+
+    # -- asking
+
+    async def reply_address(self) -> str:
+        """The address answers to this node's asks come back to, over this connection."""
+        while True:
+            connection = await self.connect()
+            reply = self.reply
+            if reply is not None and self.reply_connection is connection:
+                return reply[1]
+            if self.reply_opening is not None:
+                await self.reply_opening.wait()
+                continue
+            self.reply_opening = trio.Event()
+            try:
+                link, address = await connection.open_dynamic_receiver(credit=_REPLY_CREDIT)
+                connection.receivers[link] = self.answer_received
+                self.reply = (link, address)
+                self.reply_connection = connection
+                self.reply_taken = 0
+                return address
+            except ConnectionLost:
+                continue
+            except LinkRefused as exc:
+                raise MessageRefused(
+                    f"the node at {self.host}:{self.port} does not answer asks: {exc}",
+                    NOT_FOUND,
+                ) from exc
+            finally:
+                self.reply_opening.set()
+                self.reply_opening = None
+
+    reply_connection: Connection | None = None
+
+    def answer_received(self, connection: Connection, event: MessageReceived) -> None:
+        if not event.settled:
+            connection.settle(event.delivery, _ACCEPTED)
+        self.reply_taken += 1
+        if self.reply_taken >= _REPLY_CREDIT // 2:
+            connection.grant_credit(event.link, self.reply_taken)
+            self.reply_taken = 0
+        node = self.node
+        try:
+            raw = node.codec.parse(event.body)
+        except CodecError as exc:
+            node.log_refused(f"{self.host}:{self.port}", f"unreadable answer: {exc}", 1)
+            return
+        correlation_id = raw.property(5)
+        waiting = self.pending.get(correlation_id) if type(correlation_id) is str else None
+        if waiting is None:
+            return  # timed out or cancelled meanwhile
+        reply, _ = waiting
+        try:
+            envelope = node.open(raw)
+        except (CodecError, SignatureError) as exc:
+            reply.fail(exc)
+            return
+        if envelope.error is not None:
+            reply.fail(_remote_exception(envelope.error))
+        else:
+            reply.succeed(envelope.body)
+
+    # -- outcomes and failures
+
+    def delivery_updated(self, event: DeliveryUpdated) -> None:
+        delivery = event.delivery
+        link = self.by_link.get(delivery.link)
+        if link is not None and link.inflight:
+            link.inflight.pop(delivery.number, None)
+        message_id = self.asks_by_delivery.pop(delivery, None) if self.asks_by_delivery else None
+        result = event.outcome
+        if type(result) is Accepted:
+            return
+        condition = result.error if isinstance(result, Rejected) else None
+        waiting = self.pending.get(message_id) if message_id is not None else None
+        if waiting is not None:
+            reply, address = waiting
+            reply.fail(_error_for(condition, address))
+            return
+        why = condition.name if condition is not None else type(result).__name__
+        if condition is not None and condition.description:
+            why += f": {condition.description}"
+        where = link.sender.address if link is not None else f"{self.host}:{self.port}"
+        self.node.log_refused(where, why, 1)
+
+    def connection_lost(self, connection: Connection, error: str | None) -> None:
+        if connection is not self.connection:
+            return
+        self.connection = None
+        self.reply = None
+        self.reply_connection = None
+        links, self.links = self.links, {}
+        self.by_link = {}
+        for target, link in links.items():
+            if link.inflight:
+                queue = self.unsent.setdefault(target, deque())
+                queue.extend(link.inflight[number] for number in sorted(link.inflight))
+        self.asks_by_delivery.clear()
+        reason = error or "the connection closed"
+        for reply, address in list(self.pending.values()):
+            reply.fail(
+                PeerUnreachable(
+                    f"the connection to the node of {address} was lost before it answered "
+                    f"({reason}); the message may or may not have been handled"
+                )
+            )
+        if self.unsent and not self.redelivering and not self.node.closing:
+            self.node.nursery.start_soon(self._redeliver)
+
+
+class _RemoteReply(Reply):
+    """The reply slot of a message that came from another node.
+
+    Resolving it answers the ask over the network (when the message had a reply-to)
+    and settles the delivery (when the sender asked for settlement after handling).
+    """
+
+    __slots__ = ("connection", "correlation_id", "delivery", "node", "reply_to")
+
+    def __init__(
+        self,
+        node: Node,
+        connection: Connection,
+        delivery: DeliveryId | None,
+        reply_to: str | None,
+        correlation_id: str,
+    ) -> None:
+        super().__init__()
+        self.node = node
+        self.connection = connection
+        self.delivery = delivery
+        self.reply_to = reply_to
+        self.correlation_id = correlation_id
+
+    def resolve(self, result: outcome.Outcome[Any]) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.node.answer(self, result)
+
+
+class _InboundLink:
+    """A link a peer opened to send to one of our actors; its credit follows the mailbox."""
+
+    __slots__ = (
+        "batch",
+        "cell",
+        "closed",
+        "connection",
+        "link",
+        "node",
+        "outstanding",
+        "overflow",
+        "path",
+        "waiting",
+        "window",
+    )
+
+    def __init__(self, node: Node, connection: Connection, link: LinkId, path: str) -> None:
+        self.node = node
+        self.connection = connection
+        self.link = link
+        self.path = path
+        cell = node.system._registry.get(path)
+        capacity = cell.capacity if cell is not None else node.settings.link_credit
+        self.window = max(1, min(node.settings.link_credit, capacity))
+        self.batch = max(1, self.window // 4)
+        self.outstanding = 0
+        self.overflow: deque[tuple[Any, MessageReceived, bool]] = deque()
+        self.waiting = False
+        self.closed = False
+        self.cell: ActorCell | None = None
+
+    def open(self) -> None:
+        self.outstanding = self.window
+        self.connection.accept_link(self.link, credit=self.window)
+
+    def received(self, connection: Connection, event: MessageReceived) -> None:
+        self.outstanding -= 1
+        node = self.node
+        cell = node.system._registry.get(self.path)
+        unpacked = node.unpack(connection, event, self.path)
+        if unpacked is None:  # refused; the node settled it
+            self._replenish(cell)
+            return
+        item, settle_now = unpacked
+        if cell is None or not cell.accepting:
+            node.not_found(connection, event, item, self.path)
+            self._replenish(cell)
+            return
+        if self.overflow or not cell.offer(item):
+            self.overflow.append((item, event, settle_now))
+            self._wait(cell)
+            return
+        if settle_now and not event.settled:
+            connection.settle(event.delivery, _ACCEPTED)
+        self._replenish(cell)
+
+    def _replenish(self, cell: ActorCell | None) -> None:
+        if cell is None:
+            room = self.window
+        else:
+            mailbox = cell.mailbox
+            room = cell.capacity - (len(mailbox) if mailbox is not None else 0)
+        want = min(self.window, room) - self.outstanding
+        if want >= self.batch:
+            self.outstanding += want
+            self.connection.grant_credit(self.link, want)
+        elif self.outstanding <= 0 and cell is not None:
+            self._wait(cell)
+
+    def _wait(self, cell: ActorCell) -> None:
+        if not self.waiting:
+            self.waiting = True
+            self.cell = cell
+            cell.wait_for_room(self.admit)
+
+    def admit(self) -> bool:
+        """Move waiting messages into the mailbox and grant credit as room allows."""
+        cell = self.cell
+        assert cell is not None
+        if self.closed or not cell.accepting:
+            self.waiting = False
+            self.drop(cell)
+            return False
+        overflow = self.overflow
+        connection = self.connection
+        while overflow:
+            item, event, settle_now = overflow[0]
+            if not cell.offer(item):
+                return True
+            overflow.popleft()
+            if settle_now and not event.settled:
+                connection.settle(event.delivery, _ACCEPTED)
+        mailbox = cell.mailbox
+        room = cell.capacity - (len(mailbox) if mailbox is not None else 0)
+        want = min(self.window, room) - self.outstanding
+        if want >= self.batch:
+            self.outstanding += want
+            connection.grant_credit(self.link, want)
+        elif self.outstanding <= 0:
+            return True
+        self.waiting = False
+        return False
+
+    def drop(self, cell: ActorCell | None) -> None:
+        """Hand back what waits here: the recipient stopped or the peer left."""
+        overflow, self.overflow = self.overflow, deque()
+        for item, event, _ in overflow:
+            if cell is not None and not self.closed:
+                self.node.not_found(self.connection, event, item, self.path)
+
+
+class Node:
+    """The network side of one actor system (see the module docstring)."""
+
+    def __init__(
+        self, system: ActorSystem, registry: TypeRegistry, settings: RemoteSettings
+    ) -> None:
+        self.system = system
+        self.settings = settings
+        if InspectRequest not in registry:
+            registry.register(InspectRequest, name="jumpstarter.InspectRequest")
+        self.codec = Codec(
+            registry, trusted=settings.trusted, max_message_size=settings.max_message_size
+        )
+        self.signer = (
+            Signer(settings.signing, max_age=settings.max_message_age)
+            if settings.signing is not None
+            else None
+        )
+        self.node_id = uuid.uuid4().hex[:12]
+        self._ids = itertools.count()
+        self.listen: tuple[str, int] | None = None
+        self.advertised: str | None = None
+        self.closing = False
+        self.nursery: trio.Nursery
+        self._listener_scope: trio.CancelScope | None = None
+        self._peers: dict[tuple[str, int], _Peer] = {}
+        self._connections: set[Connection] = set()
+        self._inbound: dict[Connection, dict[LinkId, _InboundLink]] = {}
+        self._routes: dict[str, tuple[Connection, LinkId, deque[bytes]]] = {}
+        self._remote_cells: dict[tuple[str, Settle], RemoteCell] = {}
+        self.refused = 0
+
+    # -- life
+
+    def start(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+
+    async def start_listening(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0: any free port); return the bound address."""
+        scope = trio.CancelScope()
+        self._listener_scope = scope
+
+        async def listen(task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
+            with scope:
+                await serve(
+                    host,
+                    port,
+                    self,
+                    container_id=f"{self.system.name}-{self.node_id}",
+                    idle_timeout=self.settings.idle_timeout,
+                    task_status=task_status,
+                    **self.tls_options(client=False),
+                )
+
+        try:
+            listeners = await self.nursery.start(listen)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"actor system {self.system.name!r} cannot listen on {host}:{port}: "
+                f"{exc.strerror or exc}. Pick another port (0 picks a free one) or stop "
+                "the process that uses it",
+            ) from exc
+        bound_port = listeners[0].socket.getsockname()[1]
+        self.listen = (host, bound_port)
+        shown = host if host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        if ":" in shown:
+            shown = f"[{shown}]"
+        self.advertised = f"amqp://{shown}:{bound_port}/{self.system.name}"
+        if host not in _LOOPBACK and self.signer is None and self.settings.tls is None:
+            warnings.warn(
+                f"actor system {self.system.name!r} listens on {host}:{bound_port}, beyond "
+                "this machine, with neither TLS nor message signing: anyone who can reach "
+                "the port can send messages to its actors. Set "
+                "RemoteSettings(signing=Keyring(...)) and/or tls=TLSConfig(...)",
+                InsecureNodeWarning,
+                stacklevel=3,
+            )
+        return self.listen
+
+    def tls_options(self, *, client: bool) -> dict[str, Any]:
+        tls = self.settings.tls
+        return {} if tls is None else {"tls": tls}
+
+    async def aclose(self) -> None:
+        """Stop listening and close every connection, politely and briefly."""
+        self.closing = True
+        if self._listener_scope is not None:
+            self._listener_scope.cancel()
+        with trio.move_on_after(2):
+            async with trio.open_nursery() as nursery:
+                for connection in list(self._connections):
+                    nursery.start_soon(connection.aclose)
+
+    # -- addresses and refs
+
+    def is_local(self, host: str, port: int, system: str) -> bool:
+        if self.listen is None or system != self.system.name or port != self.listen[1]:
+            return False
+        listen_host = self.listen[0]
+        return host == listen_host or (
+            host in _LOOPBACK and listen_host in (*_LOOPBACK, "0.0.0.0", "::")
+        )
+
+    def remote_ref(self, address: str, settle: Settle) -> ActorRef:
+        if settle not in ("on-arrival", "after-handled"):
+            raise ValueError(f"settle must be 'on-arrival' or 'after-handled', not {settle!r}")
+        cell = self._remote_cells.get((address, settle))
+        if cell is None:
+            cell = self._remote_cells[address, settle] = RemoteCell(self, address, settle)
+        return ActorRef._from_cell(cast("ActorCell", cell))
+
+    def peer(self, host: str, port: int) -> _Peer:
+        peer = self._peers.get((host, port))
+        if peer is None:
+            peer = self._peers[host, port] = _Peer(self, host, port)
+        return peer
+
+    def new_message_id(self) -> str:
+        return f"{self.node_id}-{next(self._ids)}"
+
+    # -- encoding
+
+    def encode(
+        self,
+        message: Any,
+        to: str,
+        sender: ActorRef | None,
+        settle_after_handled: bool,
+        *,
+        reply_to: str | None = None,
+        message_id: str | None = None,
+    ) -> bytes:
+        """Encode (and sign) one message for ``to``.
+
+        Raises:
+            UnknownMessageType: the message's class is not registered (see
+                :class:`~jumpstarter.TypeRegistry`).
+            MessageTooLarge: it exceeds ``max_message_size``.
+        """
+        codec = self.codec
+        envelope = WireEnvelope(
+            message_id=message_id or f"{self.node_id}-{next(self._ids)}",
+            type_name=codec.type_name_of(message),
+            body=message,
+            to=to,
+            reply_to=reply_to,
+            sender=sender.address if sender is not None else None,
+            trace=current_trace() if SWITCH.enabled else None,
+            created=time.time(),
+            settle_after_handled=settle_after_handled,
+        )
+        return self.seal(envelope)
+
+    def seal(self, envelope: WireEnvelope) -> bytes:
+        if self.signer is not None:
+            return self.signer.sign(self.codec.encode_raw(envelope))
+        return self.codec.encode(envelope)
+
+    def open(self, raw: RawMessage) -> WireEnvelope:
+        """Check the signature of a parsed message, then decode it."""
+        if self.signer is not None:
+            self.signer.verify(raw, now=time.time())
+        return self.codec.decode(raw)
+
+    # -- the connection handler
+
+    def link_requested(self, connection: Connection, event: LinkRequested) -> None:
+        self._connections.add(connection)
+        if event.role == "receiver":
+            path = self._local_path(event.address)
+            if path is None:
+                connection.refuse_link(
+                    event.link,
+                    ErrorCondition(
+                        name=NOT_FOUND,
+                        description=f"no actor system at {event.address!r} on this node "
+                        f"(it runs {self.system.name!r})",
+                    ),
+                )
+                return
+            inbound = _InboundLink(self, connection, event.link, path)
+            self._inbound.setdefault(connection, {})[event.link] = inbound
+            connection.receivers[event.link] = inbound.received
+            inbound.open()
+        elif event.dynamic:
+            address = f"/{self.system.name}/$reply/{self.new_message_id()}"
+            connection.accept_link(event.link, address=address)
+            self._routes[address] = (connection, event.link, deque())
+        else:
+            connection.refuse_link(
+                event.link,
+                ErrorCondition(
+                    name=NOT_FOUND,
+                    description=f"{event.address!r} is not a source on this node: actors "
+                    "receive, they are not read from (ask with a dynamic reply link)",
+                ),
+            )
+
+    def _local_path(self, address: str | None) -> str | None:
+        if not address:
+            return None
+        if "://" in address:
+            try:
+                _, _, system, path = parse_address(address)
+            except InvalidActorPath:
+                return None
+            return path if system == self.system.name else None
+        system, _, path = address.lstrip("/").partition("/")
+        if system != self.system.name or not path:
+            return None
+        return "/" + path
+
+    def message_received(self, connection: Connection, event: MessageReceived) -> None:
+        receive = connection.receivers.get(event.link)
+        if receive is not None:
+            receive(connection, event)
+        elif not event.settled:
+            connection.settle(event.delivery, Rejected(error=None))
+
+    def delivery_updated(self, connection: Connection, event: DeliveryUpdated) -> None:
+        peer = connection.context
+        if peer is not None:
+            peer.delivery_updated(event)
+
+    def connection_closed(self, connection: Connection, error: str | None) -> None:
+        self._connections.discard(connection)
+        for inbound in self._inbound.pop(connection, {}).values():
+            inbound.closed = True
+            inbound.overflow.clear()  # unsettled: an at-least-once sender sends them again
+        for address in [a for a, route in self._routes.items() if route[0] is connection]:
+            del self._routes[address]
+        peer = connection.context
+        if peer is not None:
+            peer.connection_lost(connection, error)
+
+    # -- receiving
+
+    def unpack(
+        self, connection: Connection, event: MessageReceived, path: str
+    ) -> tuple[Any, bool] | None:
+        """Decode an arrived message into a mailbox item and whether to settle it now.
+
+        Returns ``None`` after refusing (and settling) a message that cannot be read.
+        """
+        try:
+            raw = self.codec.parse(event.body)
+            envelope = self.open(raw)
+        except SignatureError as exc:
+            self._refuse(connection, event, UNAUTHORIZED, str(exc), path)
+            return None
+        except MessageTooLarge as exc:
+            self._refuse(connection, event, DECODE_ERROR, str(exc), path)
+            return None
+        except CodecError as exc:
+            self._refuse(connection, event, DECODE_ERROR, str(exc), path)
+            return None
+        settle_after = envelope.settle_after_handled and not event.settled
+        sender = self._sender_ref(envelope.sender)
+        reply: Reply | None = None
+        if envelope.reply_to is not None or settle_after:
+            reply = _RemoteReply(
+                self,
+                connection,
+                event.delivery if settle_after else None,
+                envelope.reply_to,
+                envelope.message_id,
+            )
+        if sender is None and reply is None and envelope.trace is None:
+            return envelope.body, not settle_after
+        return Envelope(envelope.body, sender, reply, envelope.trace), not settle_after
+
+    def _sender_ref(self, address: str | None) -> ActorRef | None:
+        if address is None:
+            return None
+        try:
+            return self.system.ref(address)
+        except JumpstarterError:
+            return None
+
+    def _refuse(
+        self, connection: Connection, event: MessageReceived, name: str, why: str, path: str
+    ) -> None:
+        self.refused += 1
+        eliot.log_message(
+            message_type="jumpstarter:node:refused",
+            peer=connection.name,
+            actor=path,
+            condition=name,
+            reason=why,
+        )
+        _log_line(f"refused a message for {path} from {connection.name}: {why}")
+        if not event.settled:
+            connection.settle(
+                event.delivery, Rejected(error=ErrorCondition(name=name, description=why))
+            )
+
+    def not_found(
+        self, connection: Connection, event: MessageReceived, item: Any, path: str
+    ) -> None:
+        """Dead-letter ``item`` (for an actor that is not here) and refuse its delivery."""
+        if type(item) is Envelope:
+            message, sender, reply = item.message, item.sender, item.reply
+        else:
+            message, sender, reply = item, None, None
+        reason = f"no actor at {path} in system {self.system.name!r}"
+        self.system._dead_letter(message, path, sender, reason)
+        if isinstance(reply, _RemoteReply):
+            reply.delivery = None  # the rejection below settles it
+            reply.reply_to = None  # the sender learns it from the rejection
+        if not event.settled:
+            connection.settle(
+                event.delivery, Rejected(error=ErrorCondition(name=NOT_FOUND, description=reason))
+            )
+
+    # -- answering
+
+    def answer(self, reply: _RemoteReply, result: outcome.Outcome[Any]) -> None:
+        """Send the outcome of a remote ask back, and settle an after-handled delivery."""
+        error = result.error if isinstance(result, outcome.Error) else None
+        if reply.delivery is not None:
+            settlement = (
+                _ACCEPTED
+                if error is None
+                else Rejected(
+                    error=ErrorCondition(
+                        name=HANDLER_FAILED, description=f"{type(error).__name__}: {error}"
+                    )
+                )
+            )
+            reply.connection.settle(reply.delivery, settlement)
+        if reply.reply_to is None:
+            return
+        envelope = self._answer_envelope(reply, result)
+        try:
+            data = self.seal(envelope)
+        except CodecError as exc:
+            data = self.seal(
+                attrs.evolve(
+                    envelope,
+                    body=None,
+                    type_name="None",
+                    error=RemoteErrorInfo.from_exception(exc),
+                )
+            )
+        self._send_answer(reply.reply_to, data)
+
+    def _answer_envelope(self, reply: _RemoteReply, result: outcome.Outcome[Any]) -> WireEnvelope:
+        common: dict[str, Any] = {
+            "message_id": self.new_message_id(),
+            "to": reply.reply_to,
+            "correlation_id": reply.correlation_id,
+            "created": time.time(),
+            "trace": current_trace() if SWITCH.enabled else None,
+        }
+        if isinstance(result, outcome.Error):
+            return WireEnvelope(
+                type_name="None",
+                body=None,
+                error=RemoteErrorInfo.from_exception(result.error),
+                **common,
+            )
+        value = cast(outcome.Value[Any], result).value
+        try:
+            type_name = self.codec.type_name_of(value)
+        except CodecError as exc:
+            return WireEnvelope(
+                type_name="None", body=None, error=RemoteErrorInfo.from_exception(exc), **common
+            )
+        return WireEnvelope(type_name=type_name, body=value, **common)
+
+    def _send_answer(self, reply_to: str, data: bytes) -> None:
+        route = self._routes.get(reply_to)
+        if route is None:
+            route = self._routes.get(self._route_key(reply_to))
+        if route is None:
+            if reply_to.startswith(("amqp://", "amqps://")):
+                self.nursery.start_soon(self._send_answer_remote, reply_to, data)
+            else:
+                _log_line(f"dropped an answer for {reply_to}: no link leads there any more")
+            return
+        connection, link, backlog = route
+        if connection.closed:
+            return
+        if backlog or connection.protocol.link_credit(link) <= 0:
+            backlog.append(data)
+            if len(backlog) == 1:
+                self.nursery.start_soon(self._flush_answers, reply_to, route)
+            return
+        connection._send(link, data, True)
+
+    def _route_key(self, reply_to: str) -> str:
+        if "://" not in reply_to:
+            return reply_to
+        try:
+            _, _, system, path = parse_address(reply_to)
+        except InvalidActorPath:
+            return reply_to
+        return f"/{system}{path}"
+
+    async def _flush_answers(
+        self, reply_to: str, route: tuple[Connection, LinkId, deque[bytes]]
+    ) -> None:
+        connection, link, backlog = route
+        sender = SenderLink(connection, link, reply_to)
+        with contextlib.suppress(ConnectionLost, LinkRefused):
+            while backlog:
+                await sender.send(backlog[0], settled=True)
+                backlog.popleft()
+        backlog.clear()
+
+    async def _send_answer_remote(self, reply_to: str, data: bytes) -> None:
+        try:
+            host, port, system, path = parse_address(reply_to)
+            await self.peer(host, port).send(f"/{system}{path}", data, track=False)
+        except (JumpstarterError, ConnectionError) as exc:
+            _log_line(f"could not send an answer to {reply_to}: {exc}")
+
+    def log_refused(self, address: str, why: str, count: int) -> None:
+        self.refused += count
+        eliot.log_message(
+            message_type="jumpstarter:node:not-delivered", to=address, reason=why, count=count
+        )
+        _log_line(f"{count} message(s) to {address} not delivered: {why}")
+
+
+def _log_line(text: str) -> None:
+    """A warning for what an operator must see even with eliot logging off."""
+    _logger.warning("%s", text)

@@ -1,0 +1,414 @@
+"""Actors of two systems talking over real AMQP 1.0 connections on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+import trio
+
+from jumpstarter import (
+    Actor,
+    ActorNotFound,
+    ActorSystem,
+    InsecureNodeWarning,
+    InspectRequest,
+    Keyring,
+    MailboxFull,
+    MessageRefused,
+    PeerUnreachable,
+    RemoteError,
+    RemoteSettings,
+    TypeRegistry,
+    UnknownMessageType,
+    handler,
+)
+from jumpstarter.testing import DeadLetterRecorder
+
+registry = TypeRegistry()
+
+
+@registry.message(name="test.Deposit")
+@attrs.frozen(kw_only=True)
+class Deposit:
+    account: str
+    cents: int
+
+
+@registry.message(name="test.Balance")
+@attrs.frozen(kw_only=True)
+class Balance:
+    account: str
+
+
+@registry.message(name="test.Boom")
+@attrs.frozen(kw_only=True)
+class Boom:
+    key: str
+
+
+@registry.message(name="test.Slow")
+@attrs.frozen(kw_only=True)
+class Slow:
+    n: int
+
+
+@registry.message(name="test.Echo")
+@attrs.frozen(kw_only=True)
+class Echo:
+    text: str
+
+
+class Bank(Actor):
+    def __init__(self) -> None:
+        self.balances: dict[str, int] = {}
+        self.seen: list[int] = []
+
+    @handler
+    def deposit(self, msg: Deposit) -> int:
+        self.seen.append(msg.cents)
+        self.balances[msg.account] = self.balances.get(msg.account, 0) + msg.cents
+        return self.balances[msg.account]
+
+    @handler
+    def balance(self, msg: Balance) -> int:
+        return self.balances.get(msg.account, 0)
+
+    @handler
+    def boom(self, msg: Boom) -> None:
+        raise KeyError(msg.key)
+
+
+class Parrot(Actor):
+    """Tells its sender back what it was told."""
+
+    @handler
+    async def echo(self, msg: Echo) -> None:
+        assert self.sender is not None
+        await self.sender.tell(Echo(text=msg.text.upper()), sender=self.ref)
+
+
+class Collector(Actor):
+    def __init__(self, box: list[str], done: trio.Event) -> None:
+        self.box = box
+        self.done = done
+
+    @handler
+    def echo(self, msg: Echo) -> None:
+        self.box.append(msg.text)
+        self.done.set()
+
+
+class Sleepy(Actor):
+    def __init__(self, handled: list[int], expected: int = 0, done: trio.Event | None = None):
+        self.handled = handled
+        self.expected = expected
+        self.done = done
+
+    @handler
+    async def slow(self, msg: Slow) -> int:
+        await trio.sleep(0.001)
+        self.handled.append(msg.n)
+        if self.done is not None and len(self.handled) == self.expected:
+            self.done.set()
+        return msg.n
+
+
+class Forever(Actor):
+    @handler
+    async def slow(self, msg: Slow) -> None:
+        await trio.sleep_forever()
+
+
+@contextlib.asynccontextmanager
+async def node(name: str, **options: object) -> AsyncIterator[ActorSystem]:
+    options.setdefault("registry", registry)
+    async with ActorSystem(name, listen="127.0.0.1:0", **options) as system:  # type: ignore[arg-type]
+        yield system
+
+
+def address(system: ActorSystem, path: str) -> str:
+    return system.address_of(path)
+
+
+async def test_a_listening_system_has_amqp_addresses_and_resolves_its_own_to_local_refs():
+    async with node("bank") as bank:
+        host, port = bank.listen_address or ("", 0)
+        assert host == "127.0.0.1" and port > 0
+        teller = await bank.spawn(Bank, name="teller")
+        assert teller.address == f"amqp://127.0.0.1:{port}/bank/user/teller"
+        assert bank.ref(teller.address) is not None
+        assert bank.ref(teller.address) == teller
+        assert bank.ref(teller.address)._cell is teller._cell
+
+
+async def test_tell_and_ask_reach_an_actor_on_another_node_in_order():
+    async with node("bank") as bank, node("shop") as shop:
+        teller = await bank.spawn(Bank, name="teller")
+        remote = shop.ref(teller.address)
+        assert remote == shop.ref(teller.address)
+        assert remote.path == "/user/teller"
+        for cents in range(200):
+            await remote.tell(Deposit(account="a", cents=cents))
+        assert await remote.ask(Balance(account="a")) == sum(range(200))
+        assert await remote.ask(Deposit(account="b", cents=5)) == 5
+        bank_actor = bank.statistics().actors["/user/teller"]
+        assert bank_actor.handled == 202
+
+
+async def test_many_concurrent_asks_each_get_their_own_answer():
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller")
+        remote = shop.ref(address(bank, "/user/teller"))
+        results: dict[int, int] = {}
+
+        async def one(i: int) -> None:
+            results[i] = await remote.ask(Deposit(account=f"acc{i}", cents=i))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(one, i)
+        assert results == {i: i for i in range(100)}
+
+
+async def test_a_remote_handler_error_is_raised_at_the_asker_with_its_type_and_traceback():
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller")
+        remote = shop.ref(address(bank, "/user/teller"))
+        with pytest.raises(KeyError) as caught:
+            await remote.ask(Boom(key="missing"))
+        error = caught.value
+        assert isinstance(error, RemoteError)
+        assert error.remote_type == "builtins.KeyError"
+        assert "'missing'" in error.remote_message
+        assert "def boom" in error.remote_traceback or "in boom" in error.remote_traceback
+        # the actor was restarted by its supervisor and serves again
+        assert await remote.ask(Deposit(account="x", cents=1)) == 1
+
+
+async def test_a_missing_actor_answers_not_found_and_the_message_goes_to_its_dead_letters():
+    async with node("bank") as bank, node("shop") as shop:
+        recorder = await DeadLetterRecorder.start(bank)
+        ghost = shop.ref(address(bank, "/user/ghost"))
+        with pytest.raises(ActorNotFound, match="no actor at"):
+            await ghost.ask(Balance(account="a"))
+        await ghost.tell(Deposit(account="a", cents=3))
+        letters = [await recorder.expect(timeout=10), await recorder.expect(timeout=10)]
+        assert [letter.message for letter in letters] == [
+            Balance(account="a"),
+            Deposit(account="a", cents=3),
+        ]
+        assert all("no actor at /user/ghost" in letter.reason for letter in letters)
+
+
+async def test_another_system_name_at_the_address_is_not_found():
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller")
+        port = (bank.listen_address or ("", 0))[1]
+        wrong = shop.ref(f"amqp://127.0.0.1:{port}/elsewhere/user/teller")
+        with pytest.raises(ActorNotFound, match="elsewhere"):
+            await wrong.ask(Balance(account="a"))
+
+
+async def test_the_sender_travels_so_a_remote_actor_can_answer_with_a_tell():
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Parrot, name="parrot")
+        box: list[str] = []
+        done = trio.Event()
+        collector = await shop.spawn(Collector, box, done, name="collector")
+        parrot = shop.ref(address(bank, "/user/parrot"))
+        await parrot.tell(Echo(text="hello"), sender=collector)
+        with trio.fail_after(10):
+            await done.wait()
+        assert box == ["HELLO"]
+
+
+async def test_a_fast_remote_sender_is_slowed_down_by_a_slow_actor_and_memory_stays_bounded():
+    async with node("bank") as bank, node("shop") as shop:
+        handled: list[int] = []
+        done = trio.Event()
+        sleepy = await bank.spawn(Sleepy, handled, 300, done, name="sleepy", mailbox_size=8)
+        remote = shop.ref(sleepy.address)
+        cell = sleepy._cell
+        high_water = 0
+        lead = 0
+        for n in range(300):
+            await remote.tell(Slow(n=n))
+            depth = len(cell.mailbox or ())
+            high_water = max(high_water, depth)
+            lead = max(lead, n + 1 - len(handled))
+        with trio.fail_after(30):
+            await done.wait()
+        assert handled == list(range(300))
+        assert high_water <= 8  # the mailbox never overflows its bound
+        # what was sent but not handled is bounded by the mailbox and one credit window
+        # (plus what the sockets hold), however many messages the sender had
+        assert lead <= 8 + 8 + 2 * 8
+        assert bank.recent_dead_letters() == ()
+
+
+async def test_tell_nowait_to_a_remote_actor_sends_when_credit_allows():
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller", mailbox_size=4)
+        remote = shop.ref(address(bank, "/user/teller"))
+        with pytest.raises(MailboxFull, match="not connected yet"):
+            remote.tell_nowait(Deposit(account="a", cents=1))
+        await remote.tell(Deposit(account="a", cents=1))  # connects
+        remote.tell_nowait(Deposit(account="a", cents=2))
+        assert await remote.ask(Balance(account="a")) == 3
+
+
+async def test_pending_asks_fail_when_the_peer_vanishes():
+    async with node("shop") as shop:
+        started = trio.Event()
+        address_box: list[str] = []
+
+        async def run_bank(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            async with node("bank") as bank:
+                ref = await bank.spawn(Forever, name="stuck")
+                address_box.append(ref.address)
+                started.set()
+                await trio.sleep_forever()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_bank)
+            await started.wait()
+            remote = shop.ref(address_box[0])
+
+            async def kill_soon() -> None:
+                await trio.sleep(0.2)
+                nursery.cancel_scope.cancel()  # the bank's process ends abruptly
+
+            nursery.start_soon(kill_soon)
+            with (
+                pytest.raises(PeerUnreachable, match="lost before it answered"),
+                trio.fail_after(20),
+            ):
+                await remote.ask(Slow(n=1), timeout=60)
+
+
+async def test_sending_to_a_node_that_is_not_there_raises_peer_unreachable():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = RemoteSettings(connect_timeout=0.3)
+    async with node("shop", remote=settings) as shop:
+        remote = shop.ref(f"amqp://127.0.0.1:{port}/bank/user/teller")
+        with pytest.raises(PeerUnreachable, match="cannot reach"):
+            await remote.tell(Deposit(account="a", cents=1))
+
+
+async def test_an_unregistered_message_type_is_refused_at_the_sender():
+    @attrs.frozen
+    class Unlisted:
+        x: int
+
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller")
+        remote = shop.ref(address(bank, "/user/teller"))
+        with pytest.raises(UnknownMessageType):
+            await remote.tell(Unlisted(1))
+
+
+async def test_a_type_the_receiver_does_not_know_is_refused_and_the_node_keeps_serving():
+    other = TypeRegistry()
+    other.register(Deposit, name="test.Deposit")
+    other.register(Balance, name="test.Balance")
+    other.register(Slow, name="test.UnknownThere")
+    async with node("bank") as bank, node("shop", registry=other) as shop:
+        await bank.spawn(Bank, name="teller")
+        remote = shop.ref(address(bank, "/user/teller"))
+        with pytest.raises(MessageRefused, match="amqp:decode-error") as caught:
+            await remote.ask(Slow(n=1))
+        assert caught.value.condition == "amqp:decode-error"
+        assert await remote.ask(Deposit(account="a", cents=2)) == 2
+
+
+async def test_an_oversized_message_is_refused_with_a_clear_error():
+    small = RemoteSettings(max_message_size=512)
+    async with node("bank", remote=small) as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller")
+        remote = shop.ref(address(bank, "/user/teller"))
+        with pytest.raises(MessageRefused, match="max_message_size"):
+            await remote.ask(Balance(account="x" * 2000))
+        assert await remote.ask(Balance(account="y")) == 0
+
+
+KEYS = Keyring({"k1": b"0" * 32}, active="k1")
+
+
+async def test_signed_nodes_talk_and_an_unsigned_sender_is_refused():
+    signed = RemoteSettings(signing=KEYS)
+    async with (
+        node("bank", remote=signed) as bank,
+        node("shop", remote=signed) as shop,
+        node("intruder") as intruder,
+    ):
+        await bank.spawn(Bank, name="teller")
+        teller = address(bank, "/user/teller")
+        assert await shop.ref(teller).ask(Deposit(account="a", cents=7)) == 7
+        with pytest.raises(MessageRefused, match="amqp:unauthorized-access"):
+            await intruder.ref(teller).ask(Deposit(account="a", cents=1000))
+        assert await shop.ref(teller).ask(Balance(account="a")) == 7
+
+
+async def test_a_message_signed_with_another_key_is_refused_as_forged():
+    forger = RemoteSettings(signing=Keyring({"k1": b"1" * 32}, active="k1"))
+    async with (
+        node("bank", remote=RemoteSettings(signing=KEYS)) as bank,
+        node("forger", remote=forger) as bad,
+    ):
+        await bank.spawn(Bank, name="teller")
+        with pytest.raises(MessageRefused, match="unauthorized"):
+            await bad.ref(address(bank, "/user/teller")).ask(Balance(account="a"))
+
+
+async def test_settled_after_handled_messages_are_all_handled():
+    async with node("bank") as bank, node("shop") as shop:
+        handled: list[int] = []
+        sleepy = await bank.spawn(Sleepy, handled, name="sleepy", mailbox_size=16)
+        remote = shop.ref(sleepy.address, settle="after-handled")
+        for n in range(50):
+            await remote.tell(Slow(n=n))
+        assert await remote.ask(Slow(n=50)) == 50
+        assert handled == list(range(51))
+
+
+async def test_inspect_lists_a_remote_nodes_actors():
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller")
+        inspector = shop.ref(address(bank, "/system/inspector"))
+        report = await inspector.ask(InspectRequest())
+        assert report["system"] == "bank"
+        assert report["actors"]["/user/teller"]["state"].startswith("started")
+        assert report["actors"]["/user/teller"]["mailbox"] == 0
+
+
+async def test_control_operations_on_a_remote_ref_say_to_use_its_own_node():
+    async with node("bank") as bank, node("shop") as shop:
+        await bank.spawn(Bank, name="teller")
+        remote = shop.ref(address(bank, "/user/teller"))
+        with pytest.raises(ValueError, match="another node"):
+            await shop.stop(remote)
+
+
+async def test_listening_beyond_loopback_without_tls_or_signing_warns():
+    with pytest.warns(InsecureNodeWarning, match="neither TLS nor message signing"):
+        async with ActorSystem("open", listen="0.0.0.0:0"):
+            pass
+
+
+async def test_a_busy_port_is_a_clear_error():
+    async with node("bank") as bank:
+        port = (bank.listen_address or ("", 0))[1]
+        with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1"):
+            async with ActorSystem("again", listen=f"127.0.0.1:{port}"):
+                pass
+
+
+def test_a_malformed_listen_address_is_refused():
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        ActorSystem("x", listen="nonsense")
