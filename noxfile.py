@@ -118,6 +118,6 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the README's example job: jumpstart run examples.hello:main."""
+    """Run the README's example job: two processes, one bank (examples/bank.py)."""
     session.install(".")
-    session.run("jumpstart", "run", "examples.hello:main", *session.posargs)
+    session.run("jumpstart", "run", "examples.bank:demo", "--name", "shop", *session.posargs)

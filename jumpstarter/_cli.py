@@ -1,4 +1,5 @@
-"""The ``jumpstart`` command line: run an actor system, draw a state machine.
+"""The ``jumpstart`` command line: run an actor system, talk to remote actors, draw a
+state machine, make development certificates.
 
 The commands are a thin shell over the functions of this module, which can be
 used on their own:
@@ -15,6 +16,9 @@ Examples::
 
     jumpstart run examples.hello:main
     jumpstart run myapp.main:main --name shop --shutdown-timeout 30 --log stderr
+    jumpstart run examples.bank:serve --listen 127.0.0.1:5700
+    jumpstart ask amqp://127.0.0.1:5700/bank/user/teller bank.Deposit '{"account": "a", "cents": 5}'
+    jumpstart inspect amqp://127.0.0.1:5700/bank
     jumpstart graph examples.hello:Door --list
     jumpstart graph examples.hello:Door --machine position -o door.svg
     jumpstart graph examples.hello:Door -o lifecycle.mmd
@@ -25,6 +29,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import os
 import signal
 import subprocess
@@ -34,13 +39,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import attrs
 import click
 import trio
 
 from . import __version__
 from ._actor import Actor
+from ._amqp import Keyring, TLSConfig, TypeRegistry
+from ._exceptions import InvalidActorPath, JumpstarterError
 from ._lifecycle import LIFECYCLE
 from ._logging import disable_logging, enable_logging
+from ._node import InspectRequest, RemoteSettings
 from ._statemachine import StateMachine
 from ._system import ActorSystem
 
@@ -284,6 +293,168 @@ def _describe(machine: StateMachine) -> str:
     return f"{len(machine.leaves)} states, {len(machine.transitions)} transitions"
 
 
+# -- remote options ------------------------------------------------------------------------
+
+
+def _remote_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The TLS and signing options shared by the commands that talk to other nodes."""
+    options = [
+        click.option(
+            "--tls-ca",
+            type=click.Path(exists=True, dir_okay=False),
+            help="PEM file of the CA(s) to trust; turns TLS on.",
+        ),
+        click.option(
+            "--tls-cert",
+            type=click.Path(exists=True, dir_okay=False),
+            help="PEM file of this node's certificate (chain).",
+        ),
+        click.option(
+            "--tls-key",
+            type=click.Path(exists=True, dir_okay=False),
+            help="PEM file of this node's private key.",
+        ),
+        click.option(
+            "--signing-key-file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="File holding the shared secret (at least 16 bytes) messages are signed "
+            "and checked with (HMAC-SHA256).",
+        ),
+        click.option(
+            "--signing-key-id",
+            default="default",
+            show_default=True,
+            metavar="ID",
+            help="The id of that key (for key rotation).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _remote_settings(
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    signing_key_file: str | None,
+    signing_key_id: str,
+) -> RemoteSettings:
+    """RemoteSettings from the command line's TLS and signing options."""
+    tls = None
+    if tls_cert is not None or tls_key is not None or tls_ca is not None:
+        if tls_ca is None:
+            raise click.UsageError("--tls-cert and --tls-key need --tls-ca (the CA to trust)")
+        if (tls_cert is None) != (tls_key is None):
+            raise click.UsageError("--tls-cert and --tls-key go together")
+        try:
+            tls = TLSConfig(ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key)
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="'--tls-*'") from None
+    signing = None
+    if signing_key_file is not None:
+        secret = Path(signing_key_file).read_bytes().strip()
+        try:
+            signing = Keyring({signing_key_id: secret}, active=signing_key_id)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--signing-key-file'") from None
+    return RemoteSettings(tls=tls, signing=signing)
+
+
+def _load_registry(spec: str | None, module_name: str) -> TypeRegistry | None:
+    if spec is not None:
+        registry = load_object(spec, what="REGISTRY", param_hint="'--registry'")
+        if not isinstance(registry, TypeRegistry):
+            raise click.BadParameter(
+                f"{spec!r} is a {type(registry).__name__}, not a TypeRegistry",
+                param_hint="'--registry'",
+            )
+        return registry
+    module = sys.modules.get(module_name)
+    found = getattr(module, "registry", None)
+    return found if isinstance(found, TypeRegistry) else None
+
+
+def _message_from_json(registry: TypeRegistry, type_name: str, text: str) -> Any:
+    """A message of type ``type_name`` whose fields are the JSON object ``text``.
+
+    A builtin type name (``str``, ``int``, ``dict``...) takes any JSON value of that
+    type. Any other name becomes a class registered under that name whose fields
+    are the object's keys, so it travels as the map the receiver expects.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="'JSON'") from None
+    builtin = _JSON_TYPES.get(type_name)
+    if builtin is not None:
+        if not isinstance(value, builtin) or (type_name == "int" and isinstance(value, bool)):
+            raise click.BadParameter(
+                f"TYPE {type_name} needs a JSON value of that type, got {text!r}",
+                param_hint="'JSON'",
+            )
+        return tuple(value) if isinstance(value, list) and type_name == "tuple" else value
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise click.BadParameter(
+            f"a {type_name} message is a JSON object of its fields, such as "
+            '\'{"account": "a", "cents": 5}\'',
+            param_hint="'JSON'",
+        )
+    fields = {key: attrs.field(kw_only=True) for key in value}
+    cls = attrs.make_class(type_name.rpartition(".")[2] or "Message", fields, frozen=True)
+    cls.__annotations__ = dict.fromkeys(value, Any)
+    registry.register(cls, name=type_name)
+    return cls(**value)
+
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "None": type(None),
+    "list": list,
+    "tuple": list,
+    "dict": dict,
+}
+
+
+def _to_json(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return {"$type": type(value).__qualname__, **attrs.asdict(value, recurse=False)}
+    if isinstance(value, bytes):
+        return value.hex()
+    return repr(value)
+
+
+async def _talk(
+    address: str, message: Any, registry: TypeRegistry, remote: RemoteSettings, ask: bool
+) -> Any:
+    async with ActorSystem("jumpstart-cli", registry=registry, remote=remote) as system:
+        system._node.codec.lenient = True
+        ref = system.ref(address)
+        if ask:
+            return await ref.ask(message)
+        await ref.tell(message)
+        return None
+
+
+def _talk_to_node(
+    address: str, message: Any, registry: TypeRegistry, ask: bool, **options: Any
+) -> Any:
+    remote = _remote_settings(**options)
+    try:
+        return trio.run(_talk, address, message, registry, remote, ask)
+    except InvalidActorPath as exc:
+        raise click.BadParameter(str(exc), param_hint="'ADDRESS'") from None
+    except BaseException as exc:
+        leaf = _single_leaf(exc)
+        if isinstance(leaf, JumpstarterError | ConnectionError | TimeoutError):
+            kind = type(leaf).__name__
+            raise click.ClickException(f"{kind}: {leaf}") from None
+        raise
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
@@ -325,7 +496,28 @@ def main() -> None:
     metavar="DEST",
     help="Log every handled message as JSON lines to stdout, stderr or a file.",
 )
-def run(target: str, name: str | None, shutdown_timeout: float, log: str | None) -> None:
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Accept AMQP 1.0 connections from other nodes there (port 0: any free port).",
+)
+@click.option(
+    "--registry",
+    "registry_spec",
+    metavar="MODULE:REGISTRY",
+    help="The TypeRegistry of the messages that travel between nodes.  "
+    "[default: MODULE's 'registry', if it has one]",
+)
+@_remote_options
+def run(
+    target: str,
+    name: str | None,
+    shutdown_timeout: float,
+    log: str | None,
+    listen: str | None,
+    registry_spec: str | None,
+    **remote_options: Any,
+) -> None:
     """Run FACTORY, an async function of MODULE, in a new actor system.
 
     FACTORY is called as ``await FACTORY(system)``; it typically spawns actors
@@ -336,16 +528,31 @@ def run(target: str, name: str | None, shutdown_timeout: float, log: str | None)
     their mail and stop, children first. A second signal stops them at once.
     MODULE is imported from the current directory or PYTHONPATH.
 
+    With --listen, actors are reachable from other nodes at
+    amqp://HOST:PORT/NAME/PATH; the messages that travel are the classes of
+    MODULE's TypeRegistry (--registry).
+
     \b
-    Example:
+    Examples:
         jumpstart run examples.hello:main
+        jumpstart run examples.bank:serve --listen 127.0.0.1:5700
     """
     factory = load_factory(target)
-    system_name = name if name is not None else target.partition(":")[0].strip()
+    module_name = target.partition(":")[0].strip()
+    system_name = name if name is not None else module_name
+    registry = _load_registry(registry_spec, module_name)
+    remote = _remote_settings(**remote_options)
     try:
-        system = ActorSystem(system_name, shutdown_timeout=shutdown_timeout)
+        system = ActorSystem(
+            system_name,
+            shutdown_timeout=shutdown_timeout,
+            listen=listen,
+            registry=registry,
+            remote=remote,
+        )
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--name'") from None
+        param = "'--listen'" if listen is not None and "listen" in str(exc) else "'--name'"
+        raise click.BadParameter(str(exc), param_hint=param) from None
     if log is not None:
         try:
             enable_logging(log)
@@ -357,7 +564,14 @@ def run(target: str, name: str | None, shutdown_timeout: float, log: str | None)
         received = trio.run(run_system, system, factory)
     except KeyboardInterrupt:  # SIGINT outside of the signal receiver (start-up, last moments)
         sys.exit(128 + signal.SIGINT)
+    except OSError as exc:
+        if "cannot listen" in str(exc):
+            raise click.ClickException(str(exc.strerror or exc)) from None
+        _fail_with_traceback(exc)
     except BaseException as exc:
+        leaf = _single_leaf(exc)
+        if isinstance(leaf, OSError) and "cannot listen" in str(leaf):
+            raise click.ClickException(str(leaf.strerror or leaf)) from None
         _fail_with_traceback(exc)
     finally:
         if log is not None:
@@ -530,6 +744,91 @@ def certs(directory: Path, names: tuple[str, ...], days: int, force: bool) -> No
         f"  --tls-ca {sh(written.ca_file)} --tls-cert {sh(written.cert_file)} "
         f"--tls-key {sh(written.key_file)}"
     )
+
+
+def _message_command(ask: bool) -> Callable[..., None]:
+    def command(address: str, type_name: str, payload: str, **options: Any) -> None:
+        registry = TypeRegistry()
+        message = _message_from_json(registry, type_name, payload)
+        answer = _talk_to_node(address, message, registry, ask, **options)
+        if ask:
+            click.echo(json.dumps(answer, default=_to_json, indent=2, sort_keys=True))
+
+    return command
+
+
+_MESSAGE_ARGUMENTS = (
+    click.argument("address", metavar="ADDRESS"),
+    click.argument("type_name", metavar="TYPE"),
+    click.argument("payload", metavar="JSON", default="{}"),
+)
+
+
+def _with_message_arguments(command: Callable[..., Any]) -> Callable[..., Any]:
+    for argument in reversed(_MESSAGE_ARGUMENTS):
+        command = argument(command)
+    return _remote_options(command)
+
+
+@main.command()
+@_with_message_arguments
+def tell(address: str, type_name: str, payload: str, **options: Any) -> None:
+    """Send a message to the actor at ADDRESS, without waiting for an answer.
+
+    TYPE is the message's registered type name on the receiving node (or a
+    builtin: str, int, float, bool, list, dict); JSON is its fields as a JSON
+    object (or the builtin value).
+
+    \b
+    Example:
+        jumpstart tell amqp://127.0.0.1:5700/bank/user/teller bank.Deposit \\
+            '{"account": "alice", "cents": 250}'
+    """
+    _message_command(ask=False)(address, type_name, payload, **options)
+
+
+@main.command()
+@_with_message_arguments
+def ask(address: str, type_name: str, payload: str, **options: Any) -> None:
+    """Send a message to the actor at ADDRESS and print its answer as JSON.
+
+    TYPE and JSON are as for 'jumpstart tell'. A handler's exception is printed
+    with its remote traceback, and the command exits with status 1.
+
+    \b
+    Example:
+        jumpstart ask amqp://127.0.0.1:5700/bank/user/teller bank.Balance '{"account": "alice"}'
+    """
+    _message_command(ask=True)(address, type_name, payload, **options)
+
+
+@main.command("inspect")
+@click.argument("address", metavar="ADDRESS")
+@_remote_options
+def inspect_(address: str, **options: Any) -> None:
+    """List the actors of the node at ADDRESS (amqp://HOST:PORT/SYSTEM), with their
+    state, mailbox depth and counters.
+
+    \b
+    Example:
+        jumpstart inspect amqp://127.0.0.1:5700/bank
+    """
+    inspector = address.rstrip("/") + "/system/inspector"
+    registry = TypeRegistry()
+    report = _talk_to_node(inspector, InspectRequest(), registry, True, **options)
+    actors: dict[str, dict[str, Any]] = report.get("actors", {})
+    click.echo(f"{report.get('system')} at {report.get('address')}: {len(actors)} actors")
+    columns = ("state", "mailbox", "received", "handled", "failed", "restarts")
+    width = max([len("PATH"), *map(len, actors)])
+    click.echo(
+        f"{'PATH':<{width}}  {'STATE':<28}" + "".join(f"{c.upper():>10}" for c in columns[1:])
+    )
+    for path in sorted(actors):
+        row = actors[path]
+        click.echo(
+            f"{path:<{width}}  {row.get('state', '?'):<28}"
+            + "".join(f"{row.get(c, ''):>10}" for c in columns[1:])
+        )
 
 
 if __name__ == "__main__":

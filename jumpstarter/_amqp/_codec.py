@@ -1533,7 +1533,7 @@ class Codec:
         assert codec.decode(data).body == msg
     """
 
-    __slots__ = ("_encoder", "max_message_size", "registry", "trusted")
+    __slots__ = ("_encoder", "lenient", "max_message_size", "registry", "trusted")
 
     def __init__(
         self,
@@ -1545,6 +1545,9 @@ class Codec:
         self.registry = registry if registry is not None else TypeRegistry()
         self.trusted = trusted
         self.max_message_size = max_message_size
+        self.lenient = False
+        """Decode the body of an unregistered type as its plain AMQP value (a map,
+        usually) instead of refusing it: for tools that only show messages."""
         self._encoder = _Encoder(self.registry._by_class)
 
     def type_name_of(self, body: Any) -> str:
@@ -1790,6 +1793,8 @@ class Codec:
         plan = registry._by_name.get(type_name)
         builtin = registry._builtins.get(type_name)
         if plan is None and builtin is None:
+            if self.lenient:
+                return raw.body_value()
             raise registry._unknown(type_name)
         value = raw.body_value()
         try:
