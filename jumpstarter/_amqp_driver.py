@@ -514,7 +514,11 @@ async def serve(
             container_id=container_id, role="server", idle_timeout=idle_timeout, tls=tls
         )
         protocol.open()
-        peer = stream.socket.getpeername()
+        try:
+            peer = stream.socket.getpeername()
+        except OSError:  # the client hung up already
+            await stream.aclose()
+            return
         connection = Connection(stream, protocol, handler, name=f"{peer[0]}:{peer[1]}")
         connection._kick()
         await connection.run()
