@@ -14,7 +14,7 @@ source_suffix = {".md": "markdown"}
 root_doc = "index"
 # wire-format.md describes the envelope of remote messages; it joins the guide with
 # remote actors (ActorSystem(listen=...)), which are not part of the runtime yet.
-exclude_patterns = ["_build", "wire-format.md"]
+exclude_patterns = ["_build"]
 
 # MyST: generate anchors for headings down to level 3 so [text](page.md#anchor) works.
 myst_heading_anchors = 3

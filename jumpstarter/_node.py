@@ -168,7 +168,7 @@ class RemoteSettings:
     """
 
     signing: Keyring | None = None
-    max_message_age: float = 300.0
+    max_message_age: float = 30.0
     trusted: bool = False
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     link_credit: int = 1000

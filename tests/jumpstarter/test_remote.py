@@ -412,3 +412,24 @@ async def test_a_busy_port_is_a_clear_error():
 def test_a_malformed_listen_address_is_refused():
     with pytest.raises(ValueError, match="HOST:PORT"):
         ActorSystem("x", listen="nonsense")
+
+
+async def test_nodes_talk_over_tls_and_refuse_a_peer_with_an_untrusted_certificate(tmp_path):
+    from jumpstarter._certs import write_dev_certificates
+
+    ours = write_dev_certificates(tmp_path / "ours")
+    theirs = write_dev_certificates(tmp_path / "theirs")
+    # one config per node: its certificate for the listener, the CA for connecting
+    secure = RemoteSettings(tls=ours.server_tls(), connect_timeout=0.5)
+    stranger = RemoteSettings(tls=theirs.server_tls(), connect_timeout=0.5)
+    async with (
+        node("bank", remote=secure) as bank,
+        node("shop", remote=secure) as shop,
+        node("other", remote=stranger) as other,
+    ):
+        await bank.spawn(Bank, name="teller")
+        teller = address(bank, "/user/teller")
+        assert await shop.ref(teller).ask(Deposit(account="a", cents=4)) == 4
+        with pytest.raises(PeerUnreachable, match="cannot reach"):
+            await other.ref(teller).ask(Balance(account="a"))
+        assert await shop.ref(teller).ask(Balance(account="a")) == 4
