@@ -1,8 +1,9 @@
-"""``python -m benchmarks [actors] [--quick]``: run the suite, print the table.
+"""``python -m benchmarks [actors|remote] [--quick]``: run a suite, print the table.
 
 Every measurement runs in a fresh subprocess, ``--repeat`` times (3 by
-default), jumpstarter and Pykka interleaved so that a noisy neighbour hurts both
-alike; the table shows the medians.
+default), jumpstarter and its peer (Pykka for ``actors``, proton's reactor for
+``remote``) interleaved so that a noisy neighbour hurts both alike; the table
+shows the medians.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from . import actors
+from . import actors, remote
 from ._report import Errors, Results, render, save_json
 from ._runner import ROOT, JobFailed, run_job
 
-SUITES = {actors.NAME: actors}
+SUITES = {actors.NAME: actors, remote.NAME: remote}
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
@@ -75,7 +76,7 @@ def _jumpstarter_version() -> str:
     return jumpstarter.__version__
 
 
-def _meta(args: argparse.Namespace, sizes: actors.Sizes) -> dict[str, Any]:
+def _meta(args: argparse.Namespace, sizes: Any) -> dict[str, Any]:
     return {
         "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -93,6 +94,7 @@ def _meta(args: argparse.Namespace, sizes: actors.Sizes) -> dict[str, Any]:
             "pykka": _version("pykka"),
             "trio": _version("trio"),
             "attrs": _version("attrs"),
+            "python-qpid-proton": _version("python-qpid-proton"),
         },
     }
 

@@ -48,10 +48,27 @@ def _fmt(value: float, unit: str, *, bare: bool = False) -> str:
     return number if bare else f"{number} {unit}"
 
 
-def _cell(values: list[float], unit: str, error: str | None, size: int | None) -> Text:
+def _not_measured(results: Results, peer: str, key: str) -> str | None:
+    """Why a peer's measurement could not run here, when it said so."""
+    for run in results.get(peer, {}).get(key, ()):
+        why = run.get("not_measured")
+        if why:
+            return str(why)
+    return None
+
+
+def _cell(
+    values: list[float],
+    unit: str,
+    error: str | None,
+    size: int | None,
+    not_measured: str | None = None,
+) -> Text:
     if error is not None:
         return Text("failed", style="bold red")
     if not values:
+        if not_measured is not None:
+            return Text(f"not measured: {not_measured}", style="yellow")
         return Text("—", style="dim")
     text = Text(_fmt(statistics.median(values), unit), style="bold")
     if size is not None:
@@ -62,74 +79,110 @@ def _cell(values: list[float], unit: str, error: str | None, size: int | None) -
     return text
 
 
-def _ratio(row: Row, js: list[float], pk: list[float]) -> Text:
-    if not row.compare or not js or not pk:
-        return Text("—", style="dim")
-    a, b = statistics.median(js), statistics.median(pk)
+def _better(row: Row, ours: list[float], other: list[float]) -> float | None:
+    """How many times better our median is than the other peer's (below 1: worse)."""
+    if not row.compare or not ours or not other:
+        return None
+    a, b = statistics.median(ours), statistics.median(other)
     if a <= 0 or b <= 0:
+        return None
+    return a / b if row.higher_is_better else b / a
+
+
+def _ratio(better: float | None) -> Text:
+    if better is None:
         return Text("—", style="dim")
-    better = a / b if row.higher_is_better else b / a
     if better >= 1:
         return Text(f"{better:,.1f}x better", style="green")
     return Text(f"{1 / better:,.1f}x worse", style="red")
 
 
-def _verdict(row: Row, js: list[float], n: int | None) -> Text:
-    if row.target is None or not js:
-        return Text("")
-    met = row.target.met(statistics.median(js), n)
+def _mark(met: bool | None) -> Text:
     if met is None:
         return Text("n/a", style="dim")
     return Text("✓", style="bold green") if met else Text("✗", style="bold red")
 
 
-def table(rows: Sequence[Row], results: Results, errors: Errors, meta: dict[str, Any]) -> Table:
+def _verdict(row: Row, js: list[float], n: int | None) -> Text:
+    if row.target is None or not js:
+        return Text("")
+    return _mark(row.target.met(statistics.median(js), n))
+
+
+def _ratio_text(row: Row, other_name: str) -> str:
+    return f"≥ {row.ratio_target:g}x {other_name}"
+
+
+def _goals(
+    suite: ModuleType, row: Row, ours: list[float], better: float | None, n: int | None
+) -> list[tuple[str, str, Text]]:
+    """Each goal of ``row``: (its text, the figure judged, whether it is met)."""
+    goals: list[tuple[str, str, Text]] = []
+    if row.target is not None:
+        figure = _fmt(statistics.median(ours), row.unit) if ours else "no figure"
+        goals.append((row.target.text, figure, _verdict(row, ours, n) if ours else Text("")))
+    if row.ratio_target is not None:
+        other = _other_name(suite)
+        figure = f"{_ratio(better).plain} than {other}" if better is not None else "no ratio"
+        met = Text("") if better is None else _mark(better >= row.ratio_target)
+        goals.append((_ratio_text(row, _other_name(suite)), figure, met))
+    return goals
+
+
+def _peers(suite: ModuleType) -> tuple[str, str]:
+    peers: tuple[str, str] = getattr(suite, "PEERS", ("jumpstarter", "pykka"))
+    return peers
+
+
+def _other_name(suite: ModuleType) -> str:
+    return str(getattr(suite, "OTHER", _peers(suite)[1]))
+
+
+def table(suite: ModuleType, results: Results, errors: Errors, meta: dict[str, Any]) -> Table:
     """The side-by-side table: medians (and the range of the runs) and the ratio."""
-    out = Table(
-        title=f"jumpstarter vs Pykka — median of {meta['repeat']} runs, each in a fresh subprocess",
-        title_justify="left",
-    )
+    rows: Sequence[Row] = suite.ROWS
+    ours_peer, other_peer = _peers(suite)
+    title, ours_heading, other_heading, ratio_heading = suite.headings(meta)
+    out = Table(title=title, title_justify="left")
     out.add_column("measurement", no_wrap=True)
-    out.add_column(f"jumpstarter {meta['versions']['jumpstarter']}", justify="right")
-    out.add_column(f"Pykka {meta['versions']['pykka']} ThreadingActor", justify="right")
-    out.add_column("jumpstarter vs Pykka", justify="right")
-    out.add_column("target (jumpstarter)")
+    out.add_column(ours_heading, justify="right")
+    out.add_column(other_heading, justify="right")
+    out.add_column(ratio_heading, justify="right")
+    out.add_column(f"target ({ours_heading.split()[0]})")
     out.add_column("met", justify="center")
     for row in rows:
-        pykka_key = row.pykka_key or row.key
-        js = _runs(results, "jumpstarter", row.key, row.metric)
-        pk = _runs(results, "pykka", pykka_key, row.metric)
-        js_n = _size(results, "jumpstarter", row.key)
-        pk_n = _size(results, "pykka", pykka_key)
+        other_key = row.other_key or row.key
+        ours = _runs(results, ours_peer, row.key, row.metric)
+        other = _runs(results, other_peer, other_key, row.metric)
+        ours_n = _size(results, ours_peer, row.key)
+        other_n = _size(results, other_peer, other_key)
+        better = _better(row, ours, other)
+        goals = _goals(suite, row, ours, better, ours_n)
         out.add_row(
             row.label,
             _cell(
-                js,
+                ours,
                 row.unit,
-                errors.get("jumpstarter", {}).get(row.key),
-                js_n if row.show_n else None,
+                errors.get(ours_peer, {}).get(row.key),
+                ours_n if row.show_n else None,
+                _not_measured(results, ours_peer, row.key),
             ),
             _cell(
-                pk, row.unit, errors.get("pykka", {}).get(pykka_key), pk_n if row.show_n else None
+                other,
+                row.unit,
+                errors.get(other_peer, {}).get(other_key),
+                other_n if row.show_n else None,
+                _not_measured(results, other_peer, other_key),
             ),
-            _ratio(row, js, pk),
-            row.target.text if row.target else "",
-            _verdict(row, js, js_n),
+            _ratio(better),
+            "\n".join(text for text, _, _ in goals),
+            Text(" ").join(met for _, _, met in goals),
             end_section=row.section_end,
         )
     return out
 
 
-def _sizes_line(meta: dict[str, Any]) -> str:
-    s = meta["sizes"]
-    return (
-        f"sizes: tell {s['tell']:,} msgs · ask {s['ask']:,} (after {s['ask_warmup']:,} "
-        f"warm-up) · spawn {s['spawn']:,} jumpstarter / {s['pykka_spawn']:,} Pykka actors"
-        + (" · --quick" if meta["quick"] else "")
-    )
-
-
-def _floor_line(floor: Sequence[tuple[str, str, str]], results: Results) -> Text:
+def _floor_line(floor: Sequence[tuple[str, str, str]], results: Results) -> Text | None:
     figures = [
         (label, _runs(results, "floor", "floor", metric), unit) for label, metric, unit in floor
     ]
@@ -138,7 +191,9 @@ def _floor_line(floor: Sequence[tuple[str, str, str]], results: Results) -> Text
         for label, values, unit in figures
         if values
     ]
-    return Text("Machine floor (no actors): " + " · ".join(parts) if parts else "", style="dim")
+    if not parts:
+        return None
+    return Text("Machine floor (no actors): " + " · ".join(parts), style="dim")
 
 
 def render(
@@ -146,38 +201,43 @@ def render(
 ) -> None:
     """Print the header, the suite's table, notes and targets, and any failures."""
     rows: Sequence[Row] = suite.ROWS
-    v = meta["versions"]
+    ours_peer, _ = _peers(suite)
+    versions = " · ".join(
+        f"{name} {version}" for name, version in meta["versions"].items() if name != "jumpstarter"
+    )
     console.print(
         Group(
             Text(
                 f"Python {meta['python']} ({meta['implementation']}) on {meta['platform']}, "
-                f"{meta['cpus']} CPUs · trio {v['trio']} · attrs {v['attrs']}"
+                f"{meta['cpus']} CPUs · {versions}"
             ),
             Text(
                 f"run at {meta['timestamp']} · git {meta['commit']} · "
                 f"jumpstarter sources {meta['source']}",
                 style="dim",
             ),
-            Text(_sizes_line(meta), style="dim"),
+            Text(suite.sizes_line(meta), style="dim"),
         )
     )
-    console.print(table(rows, results, errors, meta))
+    console.print(table(suite, results, errors, meta))
     for note in suite.NOTES:
         console.print(Text(note, style="dim"))
-    console.print(_floor_line(suite.FLOOR, results))
+    floor = _floor_line(suite.FLOOR, results)
+    if floor is not None:
+        console.print(floor)
     console.print()
     console.print(Text("Targets (jumpstarter):", style="bold"))
+    other_peer = _peers(suite)[1]
     for row in rows:
-        if row.target is None:
-            continue
-        js = _runs(results, "jumpstarter", row.key, row.metric)
-        verdict = _verdict(row, js, _size(results, "jumpstarter", row.key))
-        figure = _fmt(statistics.median(js), row.unit) if js else "no figure"
-        console.print(
-            Text("  ")
-            .append(verdict or Text("?"))
-            .append(f" {row.label}: {figure}, target {row.target.text}")
-        )
+        ours = _runs(results, ours_peer, row.key, row.metric)
+        other = _runs(results, other_peer, row.other_key or row.key, row.metric)
+        n = _size(results, ours_peer, row.key)
+        for goal, figure, met in _goals(suite, row, ours, _better(row, ours, other), n):
+            console.print(
+                Text("  ")
+                .append(met if met.plain else Text("?"))
+                .append(f" {row.label}: {figure}, target {goal}")
+            )
     for peer, failed in errors.items():
         for key, why in failed.items():
             console.print(Text(f"{peer} {key} failed: {why}", style="red"))

@@ -6,6 +6,11 @@ that memory, GC state and threads never leak from one measurement to the next::
     python -m benchmarks._worker jumpstarter tell --n 200000
     python -m benchmarks._worker pykka spawn --n 2000 --tracemalloc
     python -m benchmarks._worker jumpstarter spawn --n 100000 --profile spawn.prof
+    python -m benchmarks._worker jumpstarter-remote tell --n 100000 \
+        --profile client.prof --server-profile server.prof
+
+The remote peers (``jumpstarter-remote``, ``reactor``) start their server process
+themselves (:mod:`benchmarks._remote_server`); ``--server-profile`` profiles it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import cProfile
 import importlib
 import json
+import os
 import platform
 import sys
 import tracemalloc
@@ -22,6 +28,8 @@ PEERS = {
     "jumpstarter": "benchmarks._jumpstarter_peer",
     "pykka": "benchmarks._pykka_peer",
     "floor": "benchmarks._floor",
+    "jumpstarter-remote": "benchmarks._remote_jumpstarter",
+    "reactor": "benchmarks._remote_reactor",
 }
 """Peer name -> the module whose ``SCENARIOS`` implement its measurements."""
 
@@ -42,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="PATH",
         help="run under cProfile and write its stats to PATH (figures inflate)",
     )
+    parser.add_argument(
+        "--server-profile",
+        metavar="PATH",
+        help="remote peers: run the server process under cProfile, its stats to PATH",
+    )
     args = parser.parse_args(argv)
 
     peer = importlib.import_module(PEERS[args.peer])
@@ -49,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         measure = peer.SCENARIOS[args.scenario]
     except KeyError:
         parser.error(f"{args.peer} has no scenario {args.scenario!r}")
+    if args.server_profile:
+        from ._remote_common import SERVER_PROFILE_ENV
+
+        os.environ[SERVER_PROFILE_ENV] = os.path.abspath(args.server_profile)
     if args.tracemalloc:
         tracemalloc.start()
     if args.profile:

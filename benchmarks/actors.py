@@ -19,13 +19,21 @@ This module declares the jobs (:func:`plan`) and the table rows (:data:`ROWS`);
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from ._runner import Job
 
-__all__ = ["FULL", "QUICK", "ROWS", "Row", "Sizes", "Target", "plan"]
+__all__ = ["FULL", "PEERS", "QUICK", "ROWS", "Row", "Sizes", "Target", "headings", "plan"]
 
 NAME = "actors"
+
+PEERS = ("jumpstarter", "pykka")
+"""The peer whose figures the targets judge, and the peer it is compared with."""
+
+OTHER = "Pykka"
+"""The compared peer, in ratio targets ("≥ 5x Pykka")."""
 
 
 @attrs.frozen
@@ -86,12 +94,14 @@ class Row:
     unit: str
     higher_is_better: bool = False
     target: Target | None = None
-    pykka_key: str | None = None
-    """Pykka's job key when it differs (``None``: same as ``key``)."""
+    ratio_target: float | None = None
+    """A goal for the ratio: at least this many times better than the compared peer."""
+    other_key: str | None = None
+    """The compared peer's job key when it differs (``None``: same as ``key``)."""
     show_n: bool = False
     """Show each peer's measurement size, when they differ."""
     compare: bool = True
-    """Show the jumpstarter/Pykka ratio."""
+    """Show the ratio of the two peers' figures."""
     section_end: bool = False
     """Draw a line under this row."""
 
@@ -108,13 +118,13 @@ ROWS = (
     ),
     Row("ask round trip p50", "ask", "p50_us", "µs", target=Target(10, "≤ 10 µs")),
     Row("ask round trip p99", "ask", "p99_us", "µs"),
-    Row("ask p50, async def handler ¹", "ask_async", "p50_us", "µs", pykka_key="ask"),
+    Row("ask p50, async def handler ¹", "ask_async", "p50_us", "µs", other_key="ask"),
     Row(
         "ask p99, async def handler ¹",
         "ask_async",
         "p99_us",
         "µs",
-        pykka_key="ask",
+        other_key="ask",
         section_end=True,
     ),
     Row(
@@ -154,6 +164,28 @@ NOTES = (
     "RSS delta: /proc/self/statm around the timed spawn, after gc; for Pykka it includes "
     "the touched part of each thread's stack.",
 )
+
+
+def headings(meta: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The table's title and the headings of the two peers' columns and of the ratio."""
+    versions = meta["versions"]
+    return (
+        f"jumpstarter vs Pykka — median of {meta['repeat']} runs, each in a fresh subprocess",
+        f"jumpstarter {versions['jumpstarter']}",
+        f"Pykka {versions['pykka']} ThreadingActor",
+        "jumpstarter vs Pykka",
+    )
+
+
+def sizes_line(meta: dict[str, Any]) -> str:
+    """What the run measured, in one line under the header."""
+    s = meta["sizes"]
+    return (
+        f"sizes: tell {s['tell']:,} msgs · ask {s['ask']:,} (after {s['ask_warmup']:,} "
+        f"warm-up) · spawn {s['spawn']:,} jumpstarter / {s['pykka_spawn']:,} Pykka actors"
+        + (" · --quick" if meta["quick"] else "")
+    )
+
 
 FLOOR = (
     ("creating one Ping", "ping_us", "µs"),

@@ -15,6 +15,15 @@ from ._amqp import MessageTooLarge as MessageTooLarge
 from ._amqp import TLSConfig as TLSConfig
 from ._amqp import TypeRegistry as TypeRegistry
 from ._amqp import UnknownMessageType as UnknownMessageType
+from ._broker import AddressRefused as AddressRefused
+from ._broker import Broker as Broker
+from ._broker import BrokerConnectionError as BrokerConnectionError
+from ._broker import BrokerError as BrokerError
+from ._broker import BrokerSettings as BrokerSettings
+from ._broker import Consumer as Consumer
+from ._broker import ConsumerStatistics as ConsumerStatistics
+from ._broker import PublishRefused as PublishRefused
+from ._broker import open_broker as open_broker
 from ._exceptions import ActorCrashed as ActorCrashed
 from ._exceptions import ActorNotFound as ActorNotFound
 from ._exceptions import ActorStartError as ActorStartError
@@ -72,9 +81,16 @@ __all__ = [
     "ActorStatistics",
     "ActorStopped",
     "ActorSystem",
+    "AddressRefused",
     "AskTimeout",
     "Backoff",
+    "Broker",
+    "BrokerConnectionError",
+    "BrokerError",
+    "BrokerSettings",
     "ChildSpec",
+    "Consumer",
+    "ConsumerStatistics",
     "DeadLetter",
     "DeadLetters",
     "DependencyCycle",
@@ -95,6 +111,7 @@ __all__ = [
     "OneForAll",
     "OneForOne",
     "PeerUnreachable",
+    "PublishRefused",
     "RemoteError",
     "RemoteSettings",
     "RestForOne",
@@ -115,5 +132,6 @@ __all__ = [
     "enable_logging",
     "handler",
     "logging_enabled",
+    "open_broker",
     "resource",
 ]

@@ -21,7 +21,7 @@ reader task: they may issue protocol commands, but must not block.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -86,6 +86,7 @@ class ConnectionHandler(Protocol):
 class _LinkState:
     opened: trio.Event = attrs.Factory(trio.Event)
     address: str | None = None
+    properties: Mapping[str, Any] | None = None
     credit_changed: trio.Event = attrs.Factory(trio.Event)
     closed: ErrorCondition | bool | None = False
     outcomes: dict[int, tuple[trio.Event, list[Outcome]]] = attrs.Factory(dict)
@@ -106,6 +107,29 @@ class SenderLink:
             return self.connection._credit(self.link)
         except (ConnectionLost, LinkRefused):
             return 0
+
+    @property
+    def properties(self) -> Mapping[str, Any]:
+        """The link properties the peer attached when it accepted the link."""
+        return self.connection._link_state(self.link).properties or {}
+
+    async def wait_for_credit(self, above: int = 0) -> None:
+        """Wait until the link's credit exceeds ``above``.
+
+        Raises:
+            ConnectionLost: the connection closed first.
+            LinkRefused: the peer closed the link.
+        """
+        connection = self.connection
+        state = connection._link_state(self.link)
+        while connection._credit(self.link) <= above:
+            state.credit_changed = trio.Event()
+            await state.credit_changed.wait()
+
+    def send_now(self, body: bytes, *, settled: bool = False) -> DeliveryId:
+        """Send one encoded message, credit or not: for callers that count credit
+        themselves (the peer then sees it as a protocol violation if they miscount)."""
+        return self.connection._send(self.link, body, settled)
 
     async def send(self, body: bytes, *, settled: bool = False) -> DeliveryId:
         """Send one encoded message, waiting for credit; returns its delivery id.
@@ -173,6 +197,7 @@ class Connection:
         self._dirty = trio.Event()
         self._links: dict[LinkId, _LinkState] = {}
         self._tick_changed = trio.Event()
+        self._before_write: list[Callable[[], None]] = []
         self.receivers: dict[LinkId, Callable[[Connection, MessageReceived], None]] = {}
         """Where the owner routes messages by link (the driver only keeps the table)."""
         self.context: Any = None
@@ -228,6 +253,10 @@ class Connection:
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
+            if self._before_write:
+                hooks, self._before_write = self._before_write, []
+                for hook in hooks:
+                    hook()
             data = protocol.data_to_send()
             self._dispatch()  # producing output can surface events (a refused login)
             if data:
@@ -253,6 +282,12 @@ class Connection:
         """Wake the writer: the protocol may have bytes to send."""
         self._dirty.set()
 
+    def before_next_write(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` once, just before the writer next takes the protocol's bytes
+        (to send, in one go, messages queued meanwhile)."""
+        self._before_write.append(hook)
+        self._dirty.set()
+
     # -- events -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -272,6 +307,7 @@ class Connection:
             elif isinstance(event, LinkOpened):
                 state = self._link_state(event.link)
                 state.address = event.address
+                state.properties = event.properties
                 state.opened.set()
             elif isinstance(event, LinkClosed):
                 self._link_closed(event)
@@ -358,14 +394,20 @@ class Connection:
         self._kick()
         return delivery
 
-    async def open_sender(self, address: str, *, presettled: bool = False) -> SenderLink:
+    async def open_sender(
+        self,
+        address: str,
+        *,
+        presettled: bool = False,
+        properties: Mapping[str, Any] | None = None,
+    ) -> SenderLink:
         """Open a link to ``address`` on the peer and wait until it is attached.
 
         Raises:
             LinkRefused: the peer refused it (for an unknown address: ``amqp:not-found``).
             ConnectionLost: the connection closed first.
         """
-        link = self.protocol.open_sender(address, presettled=presettled)
+        link = self.protocol.open_sender(address, presettled=presettled, properties=properties)
         state = self._link_state(link)
         self._kick()
         await state.opened.wait()
@@ -397,9 +439,16 @@ class Connection:
             raise LinkRefused("the peer gave the dynamic link no address", None)
         return link, state.address
 
-    def accept_link(self, link: LinkId, *, credit: int = 0, address: str | None = None) -> None:
+    def accept_link(
+        self,
+        link: LinkId,
+        *,
+        credit: int = 0,
+        address: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
         """Accept a link the peer opened (call from ``link_requested``)."""
-        self.protocol.accept_link(link, credit=credit, address=address)
+        self.protocol.accept_link(link, credit=credit, address=address, properties=properties)
         self._link_state(link)
         self._kick()
 

@@ -162,6 +162,7 @@ class ActorCell(MachineState):
     current_item: Any = None  # what an awaiting handler is handling
     stop_reason: BaseException | None = None
     start_scope: trio.CancelScope | None = None
+    idle_hooks: list[Callable[[], None]] | None = None
 
     def __init__(
         self,
@@ -283,6 +284,16 @@ class ActorCell(MachineState):
             waiting = self.waiting_senders = deque()
         waiting.append([None, admit])
         self._notify_mail()
+
+    def when_idle(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` once, the next time the actor has handled all its mail (a
+        network link then gives its sender credit for the whole mailbox again)."""
+        hooks = self.idle_hooks
+        if hooks is None:
+            hooks = self.idle_hooks = []
+        hooks.append(hook)
+        if not self.has_runner and self.active:
+            self._spawn_runner()
 
     async def _put(self, item: Any) -> None:
         """Enqueue ``item`` (a message or an envelope), waiting while the mailbox is full."""
@@ -413,6 +424,10 @@ class ActorCell(MachineState):
                     await self._system_request(self.sysq.popleft())
                 elif self.active and self.mailbox:
                     await self._drain()
+                elif self.idle_hooks:
+                    hooks, self.idle_hooks = self.idle_hooks, None
+                    for hook in hooks:
+                        hook()
                 else:
                     self.idle = True
                     try:

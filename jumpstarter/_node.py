@@ -74,10 +74,10 @@ import outcome
 import trio
 
 from ._amqp._codec import (
+    BATCH_TYPE,
     DEFAULT_MAX_MESSAGE_SIZE,
     Codec,
     CodecError,
-    MessageTooLarge,
     RawMessage,
     RemoteErrorInfo,
     TypeRegistry,
@@ -284,17 +284,39 @@ class RemoteCell:
         return f"<RemoteCell {self.address}>"
 
     def tell_nowait(self, message: Any, sender: ActorRef | None) -> None:
-        data = self.node.encode(message, self.address, sender, self.settle_after_handled)
         link = self.peer.links.get(self.target)
-        if link is None or link.sender.credit <= 0:
+        if link is None or link.budget <= 0 or link.sender.connection.closed:
             raise MailboxFull(
                 f"no credit to send to {self.address} now (not connected yet, or its "
                 "mailbox is full); use 'await ref.tell(msg)' to wait"
             )
-        self.peer.send_now(link, data, self.settle_after_handled)
+        if link.batch_limit and sender is None and not SWITCH.enabled:
+            entry = self.node.codec.encode_entry(message)
+            if entry is not None and len(entry) <= link.bytes_limit:
+                link.add(entry, self.settle_after_handled)
+                return
+        data = self.node.encode(message, self.address, sender, self.settle_after_handled)
+        link.flush()
+        if link.budget <= 0:
+            raise MailboxFull(f"no credit to send to {self.address} now")
+        link.send_now(data, 1, self.settle_after_handled)
 
     async def tell(self, message: Any, sender: ActorRef | None) -> None:
-        data = self.node.encode(message, self.address, sender, self.settle_after_handled)
+        node = self.node
+        link = self.peer.links.get(self.target)
+        if link is not None and link.batch_limit and sender is None and not SWITCH.enabled:
+            # The common case: queued for the link's next batch, if the peer has room.
+            system = node.system
+            system.budget -= 1
+            if system.budget <= 0:
+                system.budget = system.BUDGET
+                await trio.lowlevel.checkpoint()
+            entry = node.codec.encode_entry(message)
+            if entry is not None and len(entry) <= link.bytes_limit:
+                with contextlib.suppress(ConnectionLost, LinkRefused):
+                    await link.queue(entry, self.settle_after_handled)
+                    return
+        data = node.encode(message, self.address, sender, self.settle_after_handled)
         await self.peer.send(self.target, data, track=self.settle_after_handled)
 
     async def ask(self, message: Any, timeout: float | None, sender: ActorRef | None) -> Any:
@@ -327,10 +349,138 @@ class RemoteCell:
         raise AskTimeout(ask_timeout_text(self.address, message, timeout))
 
 
-@attrs.define(eq=False)
+BATCH_PROPERTY: Final = "jumpstarter:batch"
+"""The link property by which both ends agree to batch small messages."""
+
+_BATCH_LIMIT: Final = 256
+
+
 class _OutLink:
-    sender: SenderLink
-    inflight: dict[int, bytes] = attrs.Factory(dict)  # at-least-once, until settled
+    """The link to one remote actor: its credit, counted in messages, and the messages
+    queued for its next batch.
+
+    When both ends agree (:data:`BATCH_PROPERTY`), tells queue here and leave as one
+    transfer (a :data:`BATCH_TYPE` message) just before the connection next writes,
+    or once ``batch_limit`` are queued. The receiver grants credit in messages while
+    each transfer uses one credit, so the messages this side may still send are the
+    link's credit minus ``extra``, the messages sent beyond one per transfer.
+    """
+
+    __slots__ = (
+        "address",
+        "batch_limit",
+        "bytes_limit",
+        "extra",
+        "inflight",
+        "node",
+        "peer",
+        "pending",
+        "pending_bytes",
+        "pending_track",
+        "sender",
+        "target",
+    )
+
+    def __init__(self, peer: _Peer, target: str, sender: SenderLink) -> None:
+        node = peer.node
+        self.node = node
+        self.peer = peer
+        self.target = target
+        self.sender = sender
+        self.address = f"amqp://{peer.host}:{peer.port}{target}"
+        limit = sender.properties.get(BATCH_PROPERTY)
+        self.batch_limit = limit if type(limit) is int and limit > 0 else 0
+        self.bytes_limit = node.settings.max_message_size - 2048  # room for the header
+        self.extra = 0
+        self.inflight: dict[int, tuple[bytes, int]] = {}  # at least once, until settled
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.pending_track = False
+
+    @property
+    def budget(self) -> int:
+        """How many more messages may be queued or sent now."""
+        return self.sender.credit - self.extra - len(self.pending)
+
+    async def queue(self, entry: bytes, track: bool) -> None:
+        """Queue one encoded entry for the next batch, waiting for room over there."""
+        if self.budget <= 0:
+            self.flush()
+            await self.sender.wait_for_credit(above=self.extra)
+        self.add(entry, track)
+
+    def add(self, entry: bytes, track: bool) -> None:
+        pending = self.pending
+        if pending and (
+            track != self.pending_track or self.pending_bytes + len(entry) > self.bytes_limit
+        ):
+            self.flush()
+        pending = self.pending
+        pending.append(entry)
+        self.pending_bytes += len(entry)
+        self.pending_track = track
+        if len(pending) >= self.batch_limit:
+            self.flush()
+        elif len(pending) == 1:
+            self.sender.connection.before_next_write(self.flush)
+
+    def flush(self) -> None:
+        """Send what is queued, as one batch."""
+        pending = self.pending
+        if not pending:
+            return
+        self.pending = []
+        self.pending_bytes = 0
+        node = self.node
+        data = node.seal(
+            WireEnvelope(
+                message_id=node.new_message_id(),
+                type_name=BATCH_TYPE,
+                body=pending,
+                to=self.address,
+                created=time.time(),
+                settle_after_handled=self.pending_track,
+            )
+        )
+        try:
+            self.send_now(data, len(pending), self.pending_track)
+        except (ConnectionLost, LinkRefused):  # never sent: send it on the next link
+            self.peer.keep_unsent(self.target, data, len(pending))
+
+    def send_now(self, data: bytes, count: int, track: bool) -> DeliveryId:
+        delivery = self.sender.send_now(data)
+        self.extra += count - 1
+        if track:
+            self.inflight[delivery.number] = (data, count)
+        return delivery
+
+    async def send(self, data: bytes, count: int, track: bool) -> DeliveryId:
+        """Send one transfer of ``count`` messages after what is queued, once there is
+        room over there (for a batch sent again: room for one; the receiver holds the
+        rest until its mailbox has room)."""
+        self.flush()
+        await self.sender.wait_for_credit(above=self.extra)
+        return self.send_now(data, count, track)
+
+    def unsent(self) -> list[tuple[bytes, int]]:
+        """What must be sent again if the link breaks: the unsettled transfers of
+        at-least-once messages, in order, then what was still queued."""
+        kept = [self.inflight[number] for number in sorted(self.inflight)]
+        if self.pending:
+            pending, self.pending = self.pending, []
+            node = self.node
+            data = node.seal(
+                WireEnvelope(
+                    message_id=node.new_message_id(),
+                    type_name=BATCH_TYPE,
+                    body=pending,
+                    to=self.address,
+                    created=time.time(),
+                    settle_after_handled=self.pending_track,
+                )
+            )
+            kept.append((data, len(pending)))
+        return kept
 
 
 class _Peer:
@@ -351,7 +501,7 @@ class _Peer:
         self.reply_taken = 0
         self.pending: dict[str, tuple[Reply, str]] = {}
         self.asks_by_delivery: dict[DeliveryId, str] = {}
-        self.unsent: dict[str, deque[bytes]] = {}
+        self.unsent: dict[str, deque[tuple[bytes, int]]] = {}
         self.redelivering = False
 
     def __repr__(self) -> str:
@@ -424,13 +574,19 @@ class _Peer:
             try:
                 connection = await self.connect()
                 try:
-                    sender = await connection.open_sender(target)
+                    sender = await connection.open_sender(
+                        target, properties={BATCH_PROPERTY: _BATCH_LIMIT}
+                    )
                 except LinkRefused as exc:
                     raise _error_for(exc.condition, f"{self.host}:{self.port}{target}") from exc
                 except ConnectionLost:
                     continue
-                link = self.links[target] = self.by_link[sender.link] = _OutLink(sender)
-                await self._flush_unsent(target, link)
+                link = _OutLink(self, target, sender)
+                self.links[target] = self.by_link[sender.link] = link
+                try:
+                    await self._flush_unsent(target, link)
+                except ConnectionLost:
+                    continue
                 return link
             finally:
                 del self.opening[target]
@@ -441,31 +597,24 @@ class _Peer:
         while True:
             link = await self.link(target)
             try:
-                delivery = await link.sender.send(data)
+                return await link.send(data, 1, track)
             except ConnectionLost:
                 continue  # not sent: reconnect and send it again
             except LinkRefused as exc:
                 self.links.pop(target, None)
                 raise _error_for(exc.condition, f"{self.host}:{self.port}{target}") from exc
-            if track:
-                link.inflight[delivery.number] = data
-            return delivery
 
-    def send_now(self, link: _OutLink, data: bytes, track: bool) -> None:
-        try:
-            delivery = link.sender.send_nowait(data)
-        except (trio.WouldBlock, ConnectionLost, LinkRefused) as exc:
-            raise MailboxFull(f"cannot send to {link.sender.address} now: {exc}") from None
-        if track:
-            link.inflight[delivery.number] = data
+    def keep_unsent(self, target: str, data: bytes, count: int) -> None:
+        self.unsent.setdefault(target, deque()).append((data, count))
+        if not self.redelivering and not self.node.closing:
+            self.node.nursery.start_soon(self._redeliver)
 
     async def _flush_unsent(self, target: str, link: _OutLink) -> None:
         unsent = self.unsent.get(target)
         while unsent:
-            data = unsent[0]
-            delivery = await link.sender.send(data)
+            data, count = unsent[0]
+            await link.send(data, count, True)
             unsent.popleft()
-            link.inflight[delivery.number] = data
         self.unsent.pop(target, None)
 
     async def _redeliver(self) -> None:
@@ -480,7 +629,8 @@ class _Peer:
                     await trio.sleep(self.node.settings.reconnect_max_delay)
                 except (ActorNotFound, MessageRefused) as exc:
                     lost = self.unsent.pop(target, deque())
-                    self.node.log_refused(f"{self.host}:{self.port}{target}", str(exc), len(lost))
+                    count = sum(n for _, n in lost)
+                    self.node.log_refused(f"{self.host}:{self.port}{target}", str(exc), count)
         finally:
             self.redelivering = False
 
@@ -577,9 +727,9 @@ class _Peer:
         links, self.links = self.links, {}
         self.by_link = {}
         for target, link in links.items():
-            if link.inflight:
-                queue = self.unsent.setdefault(target, deque())
-                queue.extend(link.inflight[number] for number in sorted(link.inflight))
+            kept = link.unsent()
+            if kept:
+                self.unsent.setdefault(target, deque()).extend(kept)
         self.asks_by_delivery.clear()
         reason = error or "the connection closed"
         for reply, address in list(self.pending.values()):
@@ -624,14 +774,84 @@ class _RemoteReply(Reply):
         self.node.answer(self, result)
 
 
+class _Arrival:
+    """Settles one transfer once all its messages are in the mailbox (some waited)."""
+
+    __slots__ = ("connection", "delivery", "remaining")
+
+    def __init__(self, connection: Connection, delivery: DeliveryId, remaining: int) -> None:
+        self.connection = connection
+        self.delivery = delivery
+        self.remaining = remaining
+
+    def arrived(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.connection.settle(self.delivery, _ACCEPTED)
+
+    def refuse(self, reason: str) -> None:
+        if self.remaining > 0:
+            self.remaining = 0
+            condition = ErrorCondition(name=NOT_FOUND, description=reason)
+            self.connection.settle(self.delivery, Rejected(error=condition))
+
+
+class _BatchSettlement:
+    """Settles a batch sent "after handled" once every one of its messages is handled."""
+
+    __slots__ = ("connection", "delivery", "failure", "remaining")
+
+    def __init__(self, connection: Connection, delivery: DeliveryId, remaining: int) -> None:
+        self.connection = connection
+        self.delivery = delivery
+        self.remaining = remaining
+        self.failure: BaseException | None = None
+
+    def part_done(self, error: BaseException | None) -> None:
+        if error is not None and self.failure is None:
+            self.failure = error
+        self.remaining -= 1
+        if self.remaining == 0:
+            failure = self.failure
+            if failure is None:
+                self.connection.settle(self.delivery, _ACCEPTED)
+            else:
+                condition = ErrorCondition(
+                    name=HANDLER_FAILED, description=f"{type(failure).__name__}: {failure}"
+                )
+                self.connection.settle(self.delivery, Rejected(error=condition))
+
+
+class _BatchPart(Reply):
+    """The reply slot of one message of an after-handled batch."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: _BatchSettlement) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def resolve(self, result: outcome.Outcome[Any]) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.batch.part_done(result.error if isinstance(result, outcome.Error) else None)
+
+
 class _InboundLink:
-    """A link a peer opened to send to one of our actors; its credit follows the mailbox."""
+    """A link a peer opened to send to one of our actors; its credit follows the mailbox.
+
+    Credit is counted in messages, also when the peer batches them (see
+    :class:`_OutLink`): ``outstanding`` is how many more messages the peer may send.
+    """
 
     __slots__ = (
         "batch",
+        "batch_limit",
         "cell",
         "closed",
         "connection",
+        "idle_hooked",
         "link",
         "node",
         "outstanding",
@@ -650,36 +870,69 @@ class _InboundLink:
         capacity = cell.capacity if cell is not None else node.settings.link_credit
         self.window = max(1, min(node.settings.link_credit, capacity))
         self.batch = max(1, self.window // 4)
+        self.batch_limit = 0
         self.outstanding = 0
-        self.overflow: deque[tuple[Any, MessageReceived, bool]] = deque()
+        self.overflow: deque[tuple[Any, _Arrival | None]] = deque()
         self.waiting = False
         self.closed = False
+        self.idle_hooked = False
         self.cell: ActorCell | None = None
 
-    def open(self) -> None:
+    def open(self, requested_batch: object) -> None:
+        properties = None
+        if type(requested_batch) is int and requested_batch > 0:
+            self.batch_limit = min(requested_batch, self.window)
+            properties = {BATCH_PROPERTY: self.batch_limit}
         self.outstanding = self.window
-        self.connection.accept_link(self.link, credit=self.window)
+        self.connection.accept_link(self.link, credit=self.window, properties=properties)
 
     def received(self, connection: Connection, event: MessageReceived) -> None:
-        self.outstanding -= 1
         node = self.node
-        cell = node.system._registry.get(self.path)
-        unpacked = node.unpack(connection, event, self.path)
-        if unpacked is None:  # refused; the node settled it
-            self._replenish(cell)
+        path = self.path
+        envelope = node.read(connection, event, path)
+        if envelope is None:  # refused; the node settled it
+            self.outstanding -= 1
+            self._replenish(node.system._registry.get(path))
             return
-        item, settle_now = unpacked
+        if envelope.type_name == BATCH_TYPE:
+            messages: tuple[Any, ...] = envelope.body
+            if not 0 < len(messages) <= _BATCH_LIMIT:
+                self.outstanding -= 1
+                node.refuse(
+                    connection,
+                    event,
+                    DECODE_ERROR,
+                    f"a batch of {len(messages)} messages; batches hold 1 to {_BATCH_LIMIT}",
+                    path,
+                )
+                return
+            items = node.batch_items(connection, event, envelope, messages)
+        else:
+            items = [node.item(connection, event, envelope)]
+        self.outstanding -= len(items)
+        cell = node.system._registry.get(path)
         if cell is None or not cell.accepting:
-            node.not_found(connection, event, item, self.path)
+            node.not_found(connection, event, items, path)
             self._replenish(cell)
             return
-        if self.overflow or not cell.offer(item):
-            self.overflow.append((item, event, settle_now))
-            self._wait(cell)
+        settle_now = not event.settled and not (envelope.settle_after_handled and not event.settled)
+        overflow = self.overflow
+        offered = 0
+        if not overflow:
+            offer = cell.offer
+            for item in items:
+                if not offer(item):
+                    break
+                offered += 1
+        if offered == len(items):
+            if settle_now:
+                connection.settle(event.delivery, _ACCEPTED)
+            self._replenish(cell)
             return
-        if settle_now and not event.settled:
-            connection.settle(event.delivery, _ACCEPTED)
-        self._replenish(cell)
+        arrival = _Arrival(connection, event.delivery, len(items) - offered) if settle_now else None
+        for item in items[offered:]:
+            overflow.append((item, arrival))
+        self._wait(cell)
 
     def _replenish(self, cell: ActorCell | None) -> None:
         if cell is None:
@@ -691,8 +944,19 @@ class _InboundLink:
         if want >= self.batch:
             self.outstanding += want
             self.connection.grant_credit(self.link, want)
-        elif self.outstanding <= 0 and cell is not None:
-            self._wait(cell)
+        elif cell is not None and self.window - self.outstanding >= self.batch:
+            # The mailbox holds the credit back: top it up once it is handled, or
+            # whenever a message leaves it if the peer has no credit at all.
+            if not self.idle_hooked:
+                self.idle_hooked = True
+                cell.when_idle(self._idle)
+            if self.outstanding <= 0:
+                self._wait(cell)
+
+    def _idle(self) -> None:
+        self.idle_hooked = False
+        if not self.closed:
+            self._replenish(self.node.system._registry.get(self.path))
 
     def _wait(self, cell: ActorCell) -> None:
         if not self.waiting:
@@ -709,31 +973,32 @@ class _InboundLink:
             self.drop(cell)
             return False
         overflow = self.overflow
-        connection = self.connection
         while overflow:
-            item, event, settle_now = overflow[0]
+            item, arrival = overflow[0]
             if not cell.offer(item):
                 return True
             overflow.popleft()
-            if settle_now and not event.settled:
-                connection.settle(event.delivery, _ACCEPTED)
+            if arrival is not None:
+                arrival.arrived()
         mailbox = cell.mailbox
         room = cell.capacity - (len(mailbox) if mailbox is not None else 0)
         want = min(self.window, room) - self.outstanding
         if want >= self.batch:
             self.outstanding += want
-            connection.grant_credit(self.link, want)
+            self.connection.grant_credit(self.link, want)
         elif self.outstanding <= 0:
             return True
         self.waiting = False
         return False
 
     def drop(self, cell: ActorCell | None) -> None:
-        """Hand back what waits here: the recipient stopped or the peer left."""
+        """Hand back what waits here: the recipient stopped."""
         overflow, self.overflow = self.overflow, deque()
-        for item, event, _ in overflow:
-            if cell is not None and not self.closed:
-                self.node.not_found(self.connection, event, item, self.path)
+        reason = f"{self.path} stopped before its mailbox had room"
+        for item, arrival in overflow:
+            self.node.drop_item(item, self.path, reason)
+            if arrival is not None:
+                arrival.refuse(reason)
 
 
 class Node:
@@ -920,7 +1185,7 @@ class Node:
             inbound = _InboundLink(self, connection, event.link, path)
             self._inbound.setdefault(connection, {})[event.link] = inbound
             connection.receivers[event.link] = inbound.received
-            inbound.open()
+            inbound.open((event.properties or {}).get(BATCH_PROPERTY))
         elif event.dynamic:
             address = f"/{self.system.name}/$reply/{self.new_message_id()}"
             connection.accept_link(event.link, address=address)
@@ -974,25 +1239,23 @@ class Node:
 
     # -- receiving
 
-    def unpack(
+    def read(
         self, connection: Connection, event: MessageReceived, path: str
-    ) -> tuple[Any, bool] | None:
-        """Decode an arrived message into a mailbox item and whether to settle it now.
-
-        Returns ``None`` after refusing (and settling) a message that cannot be read.
-        """
+    ) -> WireEnvelope | None:
+        """Check and decode an arrived message; refuse it (and return ``None``) if it
+        cannot be read or fails the signature check."""
         try:
             raw = self.codec.parse(event.body)
-            envelope = self.open(raw)
+            return self.open(raw)
         except SignatureError as exc:
-            self._refuse(connection, event, UNAUTHORIZED, str(exc), path)
-            return None
-        except MessageTooLarge as exc:
-            self._refuse(connection, event, DECODE_ERROR, str(exc), path)
-            return None
+            self.refuse(connection, event, UNAUTHORIZED, str(exc), path)
         except CodecError as exc:
-            self._refuse(connection, event, DECODE_ERROR, str(exc), path)
-            return None
+            self.refuse(connection, event, DECODE_ERROR, str(exc), path)
+        return None
+
+    def item(self, connection: Connection, event: MessageReceived, envelope: WireEnvelope) -> Any:
+        """The mailbox item for a single message: the message itself when nothing rides
+        along, else an :class:`Envelope` with its sender, reply slot and trace."""
         settle_after = envelope.settle_after_handled and not event.settled
         sender = self._sender_ref(envelope.sender)
         reply: Reply | None = None
@@ -1005,8 +1268,24 @@ class Node:
                 envelope.message_id,
             )
         if sender is None and reply is None and envelope.trace is None:
-            return envelope.body, not settle_after
-        return Envelope(envelope.body, sender, reply, envelope.trace), not settle_after
+            return envelope.body
+        return Envelope(envelope.body, sender, reply, envelope.trace)
+
+    def batch_items(
+        self,
+        connection: Connection,
+        event: MessageReceived,
+        envelope: WireEnvelope,
+        messages: tuple[Any, ...],
+    ) -> list[Any]:
+        """The mailbox items for the messages of a batch."""
+        trace = envelope.trace
+        if envelope.settle_after_handled and not event.settled:
+            batch = _BatchSettlement(connection, event.delivery, len(messages))
+            return [Envelope(message, None, _BatchPart(batch), trace) for message in messages]
+        if trace is not None:
+            return [Envelope(message, None, None, trace) for message in messages]
+        return list(messages)
 
     def _sender_ref(self, address: str | None) -> ActorRef | None:
         if address is None:
@@ -1016,7 +1295,7 @@ class Node:
         except JumpstarterError:
             return None
 
-    def _refuse(
+    def refuse(
         self, connection: Connection, event: MessageReceived, name: str, why: str, path: str
     ) -> None:
         self.refused += 1
@@ -1033,23 +1312,32 @@ class Node:
                 event.delivery, Rejected(error=ErrorCondition(name=name, description=why))
             )
 
-    def not_found(
-        self, connection: Connection, event: MessageReceived, item: Any, path: str
-    ) -> None:
-        """Dead-letter ``item`` (for an actor that is not here) and refuse its delivery."""
+    def drop_item(self, item: Any, path: str, reason: str) -> None:
+        """Dead-letter a message that will not be delivered, and fail its reply."""
         if type(item) is Envelope:
             message, sender, reply = item.message, item.sender, item.reply
         else:
             message, sender, reply = item, None, None
-        reason = f"no actor at {path} in system {self.system.name!r}"
         self.system._dead_letter(message, path, sender, reason)
-        if isinstance(reply, _RemoteReply):
-            reply.delivery = None  # the rejection below settles it
-            reply.reply_to = None  # the sender learns it from the rejection
+        if reply is not None:
+            reply.fail(ActorNotFound(reason))
+
+    def not_found(
+        self, connection: Connection, event: MessageReceived, items: list[Any], path: str
+    ) -> None:
+        """Dead-letter ``items`` (for an actor that is not here) and refuse their delivery."""
+        reason = f"no actor at {path} in system {self.system.name!r}"
+        for item in items:
+            if type(item) is Envelope:
+                message, sender, reply = item.message, item.sender, item.reply
+                if reply is not None:
+                    reply.done = True  # the rejection below answers for it
+            else:
+                message, sender = item, None
+            self.system._dead_letter(message, path, sender, reason)
         if not event.settled:
-            connection.settle(
-                event.delivery, Rejected(error=ErrorCondition(name=NOT_FOUND, description=reason))
-            )
+            condition = ErrorCondition(name=NOT_FOUND, description=reason)
+            connection.settle(event.delivery, Rejected(error=condition))
 
     # -- answering
 

@@ -93,6 +93,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
+import functools
 import struct
 import types
 import typing
@@ -106,6 +107,7 @@ import attrs
 from .._exceptions import JumpstarterError
 
 __all__ = [
+    "BATCH_TYPE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "NATIVE_CONTENT_TYPE",
     "PICKLE_CONTENT_TYPE",
@@ -129,6 +131,9 @@ PICKLE_CONTENT_TYPE: Final = "application/x-python-cloudpickle"
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 1 << 20
 """The default ``max_message_size`` of a :class:`Codec`: 1 MiB."""
+
+BATCH_TYPE: Final = "jumpstarter.batch"
+"""The ``js:type`` of a message that carries several messages (see :meth:`Codec.encode_entry`)."""
 
 _T = TypeVar("_T")
 
@@ -1678,7 +1683,28 @@ class Codec:
             raw.body_values = [(end + 3, len(data))]
         return data
 
+    def encode_entry(self, body: Any) -> bytes | None:
+        """Encode ``body`` as one entry of a batch: the AMQP list ``[type name, value]``.
+
+        A batch is one message whose ``js:type`` is :data:`BATCH_TYPE` and whose body
+        is the list of its entries (``WireEnvelope(type_name=BATCH_TYPE,
+        body=[entry, ...])``): many small messages to one actor then share one
+        transfer, one header and one signature. Returns ``None`` for a body that only
+        cloudpickle can carry (send it alone).
+
+        Raises:
+            UnknownMessageType, MalformedMessage: as :meth:`encode`.
+        """
+        name = self.type_name_of(body)
+        content_type, value = self._encode_body(name, body)
+        if content_type is _PICKLE:
+            return None
+        return _compound(0xC0, 0xD0, 2, _encode_str(name) + value)
+
     def _encode_body(self, name: str, body: Any) -> tuple[bytes, bytes]:
+        if name == BATCH_TYPE:
+            entries: list[bytes] = body
+            return _NATIVE, _compound(0xC0, 0xD0, len(entries), b"".join(entries))
         registry = self.registry
         plan = registry._by_name.get(name)
         if plan is not None:
@@ -1789,14 +1815,32 @@ class Codec:
                 f"content-type {content_type!r} is not supported (expected "
                 f"{NATIVE_CONTENT_TYPE!r} or none)"
             )
+        if type_name == BATCH_TYPE:
+            return self._decode_batch(raw.body_value())
+        return self._decode_value(type_name, raw.body_value)
+
+    def _decode_batch(self, entries: Any) -> tuple[Any, ...]:
+        if type(entries) is not list:
+            raise _malformed("a batch's body must be a list of [type name, value] entries")
+        messages = []
+        for entry in entries:
+            if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str:
+                raise _malformed("each entry of a batch must be a list [type name, value]")
+            name, value = entry
+            if name == BATCH_TYPE:
+                raise _malformed("a batch cannot contain a batch")
+            messages.append(self._decode_value(name, functools.partial(_identity, value)))
+        return tuple(messages)
+
+    def _decode_value(self, type_name: str, read: Callable[[], Any]) -> Any:
         registry = self.registry
         plan = registry._by_name.get(type_name)
         builtin = registry._builtins.get(type_name)
         if plan is None and builtin is None:
             if self.lenient:
-                return raw.body_value()
+                return read()
             raise registry._unknown(type_name)
-        value = raw.body_value()
+        value = read()
         try:
             if plan is not None:
                 if type(value) is not dict:
@@ -1830,6 +1874,10 @@ class Codec:
             return _cloudpickle().loads(payload)
         except Exception as error:
             raise _malformed(f"the cloudpickle payload cannot be loaded: {error!r}") from None
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _misnamed(name: str, body: Any) -> UnknownMessageType:

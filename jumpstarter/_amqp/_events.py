@@ -10,7 +10,8 @@ wrapper objects are rebuilt for every event and must never leak out of
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, NewType
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple, NewType
 
 import attrs
 
@@ -161,6 +162,7 @@ class LinkRequested:
         name: the link name the peer chose.
         dynamic: the peer wants to receive from a node we create for it (its source
             is *dynamic*, as for a reply queue): accept with the new node's address.
+        properties: the link properties the peer attached, by symbol name.
     """
 
     link: LinkId
@@ -168,6 +170,7 @@ class LinkRequested:
     address: str | None
     name: str
     dynamic: bool = False
+    properties: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -178,10 +181,12 @@ class LinkOpened:
         link: the link's id.
         address: the address of the peer's end (for a dynamic receiver: the address
             the peer made for it, to give out as a reply-to).
+        properties: the link properties the peer attached, by symbol name.
     """
 
     link: LinkId
     address: str | None = None
+    properties: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
 
 
 @attrs.frozen(kw_only=True)

@@ -82,8 +82,8 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Callable
-from typing import Final, Literal, final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, final
 
 import attrs
 import proton
@@ -396,7 +396,12 @@ class AMQPConnection:
     # ------------------------------------------------------------------ link commands
 
     def open_sender(
-        self, target_address: str, *, name: str | None = None, presettled: bool = False
+        self,
+        target_address: str,
+        *,
+        name: str | None = None,
+        presettled: bool = False,
+        properties: Mapping[str, Any] | None = None,
     ) -> LinkId:
         """Open a link to send messages to ``target_address``.
 
@@ -407,9 +412,13 @@ class AMQPConnection:
             target_address: the peer's node (queue, actor path) to send to.
             name: the link name; by default derived from our container id.
             presettled: send every message settled (at most once, no outcomes).
+            properties: link properties for the peer (symbol names to values), such
+                as an extension both ends understand.
         """
         link = self._new_link(name, is_sender=True)
         link.pn.target.address = target_address
+        if properties:
+            link.pn.properties = _symbol_keys(properties)
         if presettled:
             link.pn.snd_settle_mode = proton.Link.SND_SETTLED
             link.presettled = True
@@ -439,13 +448,21 @@ class AMQPConnection:
             link.pn.flow(credit)
         return link.id
 
-    def accept_link(self, link: LinkId, *, credit: int = 0, address: str | None = None) -> None:
+    def accept_link(
+        self,
+        link: LinkId,
+        *,
+        credit: int = 0,
+        address: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
         """Attach a link the peer opened (see :class:`LinkRequested`).
 
         Args:
             link: the requested link.
             credit: for a link we receive on, how many messages the peer may send now.
             address: for a dynamic request, the address of the node made for it.
+            properties: link properties for the peer (see :meth:`open_sender`).
         """
         state = self._requested_link(link)
         pn = state.pn
@@ -458,6 +475,8 @@ class AMQPConnection:
             terminus = pn.source if state.is_sender else pn.target
             terminus.dynamic = False
             terminus.address = address
+        if properties:
+            pn.properties = _symbol_keys(properties)
         pn.snd_settle_mode = pn.remote_snd_settle_mode
         pn.rcv_settle_mode = pn.remote_rcv_settle_mode
         state.presettled = pn.snd_settle_mode == proton.Link.SND_SETTLED
@@ -726,6 +745,7 @@ class AMQPConnection:
                     address=terminus.address,
                     name=pn.name,
                     dynamic=terminus.dynamic,
+                    properties=_str_keys(pn.remote_properties),
                 )
             )
             return
@@ -736,7 +756,13 @@ class AMQPConnection:
         if terminus.type == proton.Terminus.UNSPECIFIED:
             return  # a refusal: the detach with the reason follows
         link.state = _LinkState.OPEN
-        self._events.append(LinkOpened(link=link_id, address=terminus.address))
+        self._events.append(
+            LinkOpened(
+                link=link_id,
+                address=terminus.address,
+                properties=_str_keys(pn.remote_properties),
+            )
+        )
 
     def _on_link_remote_close(self, event: proton.Event) -> None:
         pn = event.link
@@ -853,6 +879,16 @@ _HANDLERS: Final[dict[proton.EventType, _Handler]] = {
     proton.Event.TRANSPORT_TAIL_CLOSED: AMQPConnection._on_transport_closed,
     proton.Event.TRANSPORT_CLOSED: AMQPConnection._on_transport_closed,
 }
+
+
+def _symbol_keys(properties: Mapping[str, Any]) -> dict[proton.symbol, Any]:
+    return {proton.symbol(key): value for key, value in properties.items()}
+
+
+def _str_keys(properties: Mapping[Any, Any] | None) -> dict[str, Any] | None:
+    if not properties:
+        return None
+    return {str(key): value for key, value in properties.items()}
 
 
 def _check_credit(n: int) -> None:
