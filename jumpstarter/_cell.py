@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import eliot
+import outcome
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
@@ -357,6 +358,27 @@ class ActorCell(MachineState):
                 raise AskTimeout(ask_timeout_text(self.path, message, timeout))
         system._deadlines.add(deadline, reply, self.path, message, timeout)
         return await reply.wait()
+
+    def handle_now(self, message: Any, sender: ActorRef | None) -> outcome.Outcome[Any] | None:
+        """Handle ``message`` right here, in the caller's task, if the actor is idle and
+        its handler is a plain ``def`` (as an ask does); ``None`` if it cannot be."""
+        if not (
+            self.active
+            and self.accepting
+            and not self.mailbox
+            and not self.sysq
+            and not self.busy
+            and not SWITCH.enabled
+            and (self.idle or not self.has_runner)
+        ):
+            return None
+        found = self.actor_class._handler_for(type(message))
+        if found is None or found.is_async:
+            return None
+        try:
+            return outcome.Value(self._handle_inline(found, message, sender))
+        except Exception as exc:
+            return outcome.Error(exc)
 
     def _handle_inline(self, found: Handler, message: Any, sender: ActorRef | None) -> Any:
         self.received += 1

@@ -908,7 +908,25 @@ class _InboundLink:
                 return
             items = node.batch_items(connection, event, envelope, messages)
         else:
-            items = [node.item(connection, event, envelope)]
+            item = node.item(connection, event, envelope)
+            if type(item) is Envelope and not self.overflow:
+                # An ask (or an after-handled tell) to an idle actor with a plain
+                # handler: handled right away, so its settlement and answer leave in
+                # the write that follows, without waking the actor's task.
+                cell = node.system._registry.get(path)
+                if cell is not None:
+                    result = cell.handle_now(item.message, item.sender)
+                    if result is not None:
+                        self.outstanding -= 1
+                        reply = item.reply
+                        settles = isinstance(reply, _RemoteReply) and reply.delivery is not None
+                        if not settles and not event.settled:
+                            connection.settle(event.delivery, _ACCEPTED)
+                        if reply is not None:
+                            reply.resolve(result)
+                        self._replenish(cell)
+                        return
+            items = [item]
         self.outstanding -= len(items)
         cell = node.system._registry.get(path)
         if cell is None or not cell.accepting:

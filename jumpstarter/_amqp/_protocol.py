@@ -66,6 +66,16 @@ which settles its end at once; the sender sees :class:`DeliveryUpdated` with
 or a ``presettled`` link: at most once) are settled on both ends as soon as they
 are sent or received.
 
+The hot path
+------------
+proton's Python wrappers build several objects for every event, every delivery and
+every attribute read, which costs more than the C engine's own work. Events about
+deliveries and credit, and sending and settling, therefore call proton's low-level
+binding (``cproton``, the C functions) with the engine's own pointers: links are
+found by pointer in a table, and unsettled deliveries are kept as pointers until we
+settle them. The rarer events (opening, closing) go through the wrappers. This ties
+the module to the proton version the project pins.
+
 Closing
 -------
 Every link id ends with one :class:`LinkClosed` when both ends have detached (unless
@@ -86,7 +96,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, final
 
 import attrs
+import cproton  # type: ignore[import-untyped]
 import proton
+from cproton_ffi import ffi, lib  # type: ignore[import-not-found]
 
 from ._events import (
     Accepted,
@@ -118,7 +130,6 @@ SASLConfig = None | Literal["anonymous"] | tuple[Literal["plain"], str, str]
 
 # Attribute names stored in proton's per-object record (they survive wrapper rebuilds).
 _LINK_ID: Final = "jumpstarter_link_id"
-_DELIVERY_NUMBER: Final = "jumpstarter_delivery_number"
 
 # proton counts time in whole milliseconds, truncating; nudging ``now`` by half a
 # millisecond makes a tick at a returned deadline land on (not just before) it.
@@ -148,8 +159,14 @@ class _Link:
     presettled: bool = False
     credit: int = 0  # sender: the credit last reported or left after our last send
     next_number: int = 0
-    unsettled: dict[int, proton.Delivery] = attrs.Factory(dict)
+    # unsettled deliveries on our end, as proton's own pointers (see "The hot path")
+    unsettled: dict[int, Any] = attrs.Factory(dict)
+    numbers: dict[Any, int] = attrs.Factory(dict)  # sender: delivery pointer -> number
     partial: bytearray | None = None  # the body so far of a message arriving in pieces
+
+    @property
+    def impl(self) -> Any:
+        return self.pn._impl
 
 
 @attrs.frozen(kw_only=True)
@@ -240,6 +257,7 @@ class AMQPConnection:
 
         self._session: proton.Session | None = None
         self._links: dict[LinkId, _Link] = {}
+        self._by_impl: dict[Any, _Link] = {}  # proton's link pointer -> our link
         self._next_link_id = 0
         self._events: collections.deque[Event] = collections.deque()
         self._closed = False  # closed by us or by the peer, cleanly or not
@@ -360,17 +378,26 @@ class AMQPConnection:
     def next_event(self) -> Event | None:
         """Return the next event, or ``None`` when there is none until more bytes arrive."""
         events = self._events
-        collector = self._collector
+        collector = self._collector._impl
+        peek = lib.pn_collector_peek
         while not events:
-            pn_event = collector.peek()
-            if pn_event is None:
+            raw = peek(collector)
+            if raw == ffi.NULL:
                 return None
             try:
-                handler = _HANDLERS.get(pn_event.type)
-                if handler is not None:
-                    handler(self, pn_event)
+                kind = lib.pn_event_type(raw)
+                if kind == _PN_DELIVERY:
+                    self._on_delivery(raw)
+                elif kind == _PN_LINK_FLOW:
+                    self._on_link_flow(raw)
+                else:
+                    handler = _HANDLERS.get(kind)
+                    if handler is not None:
+                        pn_event = proton.Event.wrap(raw)  # type: ignore[no-untyped-call]
+                        if pn_event is not None:
+                            handler(self, pn_event)
             finally:
-                collector.pop()
+                lib.pn_collector_pop(collector)
         return events.popleft()
 
     # ------------------------------------------------------------------ connection commands
@@ -531,7 +558,7 @@ class AMQPConnection:
 
     def link_credit(self, link: LinkId) -> int:
         """How many messages may be sent now on ``link`` (as the sender sees it)."""
-        return self._link(link).pn.credit
+        return int(lib.pn_link_credit(self._link(link).impl))
 
     # ------------------------------------------------------------------ message commands
 
@@ -564,21 +591,21 @@ class AMQPConnection:
             raise LocalProtocolError(f"link {link} receives; cannot send on it")
         if state.state is not _LinkState.OPEN:
             raise LocalProtocolError(f"link {link} is {state.state.value}, not open")
-        pn = state.pn
-        if pn.credit <= 0:
+        impl = state.impl
+        if lib.pn_link_credit(impl) <= 0:
             raise LocalProtocolError(f"link {link} has no credit: wait for CreditAvailable")
         number = state.next_number
         state.next_number = number + 1
-        # proton takes bytes tags too (its stub says str)
-        delivery = pn.delivery(b"%x" % number if tag is None else tag)  # type: ignore[arg-type]
-        pn.stream(encoded_message)
-        pn.advance()
-        state.credit = pn.credit
+        delivery = cproton.pn_delivery(impl, b"%x" % number if tag is None else tag)
+        if cproton.pn_link_send(impl, encoded_message) < 0:  # pragma: no cover - checked above
+            raise LocalProtocolError(f"proton refused to send on link {link}")
+        lib.pn_link_advance(impl)
+        state.credit = lib.pn_link_credit(impl)
         if settled or state.presettled:
-            delivery.settle()
+            lib.pn_delivery_settle(delivery)
         else:
-            setattr(delivery, _DELIVERY_NUMBER, number)
             state.unsettled[number] = delivery
+            state.numbers[delivery] = number
         return DeliveryId(link, number)
 
     def settle(self, delivery: DeliveryId, outcome: Outcome) -> None:
@@ -599,11 +626,16 @@ class AMQPConnection:
             if 0 <= delivery.link < self._next_link_id:
                 return  # the link has closed and its deliveries are gone
             raise LocalProtocolError(f"unknown delivery {delivery}")
-        pn_delivery = state.unsettled.pop(delivery.number, None)
-        if pn_delivery is None:
+        raw = state.unsettled.pop(delivery.number, None)
+        if raw is None:
             raise LocalProtocolError(f"delivery {delivery} is not unsettled on our end")
-        _set_outcome(pn_delivery, outcome)
-        pn_delivery.settle()
+        if state.numbers:
+            state.numbers.pop(raw, None)
+        if type(outcome) is Accepted:
+            lib.pn_delivery_update(raw, _PN_ACCEPTED)
+        else:
+            _set_outcome(proton.Delivery.wrap(raw), outcome)  # type: ignore[no-untyped-call]
+        lib.pn_delivery_settle(raw)
 
     # ------------------------------------------------------------------ introspection
 
@@ -655,6 +687,7 @@ class AMQPConnection:
         setattr(pn, _LINK_ID, link_id)
         link = _Link(id=link_id, pn=pn, is_sender=is_sender, state=_LinkState.OPENING)
         self._links[link_id] = link
+        self._by_impl[pn._impl] = link
         return link
 
     def _link_of(self, pn: proton.Link | None) -> _Link | None:
@@ -663,9 +696,11 @@ class AMQPConnection:
 
     def _forget_link(self, link: _Link) -> None:
         del self._links[link.id]
-        for delivery in link.unsettled.values():
-            delivery.settle()
+        self._by_impl.pop(link.impl, None)
+        for raw in link.unsettled.values():
+            lib.pn_delivery_settle(raw)
         link.unsettled.clear()
+        link.numbers.clear()
         link.partial = None
         link.pn.free()  # proton still sends our detach; it frees the rest afterwards
 
@@ -734,7 +769,7 @@ class AMQPConnection:
             self._next_link_id += 1
             setattr(pn, _LINK_ID, link_id)
             is_sender = pn.is_sender
-            self._links[link_id] = _Link(
+            self._links[link_id] = self._by_impl[pn._impl] = _Link(
                 id=link_id, pn=pn, is_sender=is_sender, state=_LinkState.REQUESTED
             )
             terminus = pn.remote_source if is_sender else pn.remote_target
@@ -778,49 +813,53 @@ class AMQPConnection:
         self._forget_link(link)
         self._events.append(LinkClosed(link=link.id, error=error))
 
-    def _on_link_flow(self, event: proton.Event) -> None:
-        link = self._link_of(event.link)
+    def _on_link_flow(self, raw: Any) -> None:
+        link = self._by_impl.get(lib.pn_event_link(raw))
         if link is None or not link.is_sender or link.state is not _LinkState.OPEN:
             return
-        credit = link.pn.credit
+        credit = lib.pn_link_credit(link.impl)
         if credit > link.credit:  # flow frames also come without new credit
             self._events.append(CreditAvailable(link=link.id, credit=credit))
         link.credit = credit
 
-    def _on_delivery(self, event: proton.Event) -> None:
-        delivery = event.delivery
-        link = self._link_of(event.link)
-        if delivery is None or link is None:
+    def _on_delivery(self, raw: Any) -> None:
+        delivery = lib.pn_event_delivery(raw)
+        link = self._by_impl.get(lib.pn_delivery_link(delivery))
+        if link is None:
             return
         if link.is_sender:
             self._on_outgoing_delivery(link, delivery)
         else:
             self._on_incoming_delivery(link, delivery)
 
-    def _on_incoming_delivery(self, link: _Link, delivery: proton.Delivery) -> None:
-        if not delivery.readable:
+    def _on_incoming_delivery(self, link: _Link, delivery: Any) -> None:
+        if not lib.pn_delivery_readable(delivery):
             return  # an update to a message already handed out: nothing to report
-        if delivery.aborted:
+        if lib.pn_delivery_aborted(delivery):
             link.partial = None
-            delivery.settle()
+            lib.pn_delivery_settle(delivery)
             return
-        receiver: proton.Receiver = link.pn  # type: ignore[assignment]
-        pending = delivery.pending
-        chunk = receiver.recv(pending) if pending else None
+        impl = link.impl
+        pending = lib.pn_delivery_pending(delivery)
+        chunk = None
+        if pending:
+            read, chunk = cproton.pn_link_recv(impl, pending)
+            if read < 0:
+                chunk = None
         closing = link.state is _LinkState.CLOSING
-        if delivery.partial:
+        if lib.pn_delivery_partial(delivery):
             if chunk and not closing:
                 if link.partial is None:
                     link.partial = bytearray(chunk)
                 else:
                     link.partial += chunk
             return
-        receiver.advance()
+        lib.pn_link_advance(impl)
         if closing:  # we closed the link: nothing more arrives on it
             link.partial = None
-            if not delivery.settled:
-                delivery.update(proton.Delivery.RELEASED)
-            delivery.settle()
+            if not lib.pn_delivery_settled(delivery):
+                lib.pn_delivery_update(delivery, _PN_RELEASED)
+            lib.pn_delivery_settle(delivery)
             return
         if link.partial is not None:
             if chunk:
@@ -831,9 +870,9 @@ class AMQPConnection:
             body = bytes(chunk) if chunk else b""
         number = link.next_number
         link.next_number = number + 1
-        settled = delivery.settled
+        settled = bool(lib.pn_delivery_settled(delivery))
         if settled:
-            delivery.settle()
+            lib.pn_delivery_settle(delivery)
         else:
             link.unsettled[number] = delivery
         self._events.append(
@@ -842,15 +881,22 @@ class AMQPConnection:
             )
         )
 
-    def _on_outgoing_delivery(self, link: _Link, delivery: proton.Delivery) -> None:
-        number: int | None = getattr(delivery, _DELIVERY_NUMBER, None)
-        if number is None or number not in link.unsettled:
+    def _on_outgoing_delivery(self, link: _Link, delivery: Any) -> None:
+        number = link.numbers.get(delivery)
+        if number is None:
             return  # pre-settled, or we settled it already
-        outcome = _outcome_of(delivery)
-        settled = delivery.settled
+        state = lib.pn_delivery_remote_state(delivery)
+        if state == _PN_ACCEPTED:
+            outcome: Outcome | None = _ACCEPTED
+        elif state == 0 or state == _PN_RECEIVED:
+            outcome = None  # no state, or the non-terminal RECEIVED
+        else:
+            outcome = _outcome_of(proton.Delivery.wrap(delivery))  # type: ignore[no-untyped-call]
+        settled = bool(lib.pn_delivery_settled(delivery))
         if settled:
             del link.unsettled[number]
-            delivery.settle()
+            del link.numbers[delivery]
+            lib.pn_delivery_settle(delivery)
         elif outcome is None:
             return
         self._events.append(
@@ -865,20 +911,25 @@ class AMQPConnection:
 
 _Handler = Callable[[AMQPConnection, proton.Event], None]
 
-_HANDLERS: Final[dict[proton.EventType, _Handler]] = {
-    proton.Event.CONNECTION_REMOTE_OPEN: AMQPConnection._on_connection_remote_open,
-    proton.Event.CONNECTION_REMOTE_CLOSE: AMQPConnection._on_connection_remote_close,
-    proton.Event.SESSION_REMOTE_OPEN: AMQPConnection._on_session_remote_open,
-    proton.Event.SESSION_REMOTE_CLOSE: AMQPConnection._on_session_remote_close,
-    proton.Event.LINK_REMOTE_OPEN: AMQPConnection._on_link_remote_open,
-    proton.Event.LINK_REMOTE_CLOSE: AMQPConnection._on_link_remote_close,
-    proton.Event.LINK_REMOTE_DETACH: AMQPConnection._on_link_remote_close,
-    proton.Event.LINK_FLOW: AMQPConnection._on_link_flow,
-    proton.Event.DELIVERY: AMQPConnection._on_delivery,
-    proton.Event.TRANSPORT_ERROR: AMQPConnection._on_transport_closed,
-    proton.Event.TRANSPORT_TAIL_CLOSED: AMQPConnection._on_transport_closed,
-    proton.Event.TRANSPORT_CLOSED: AMQPConnection._on_transport_closed,
+_HANDLERS: Final[dict[int, _Handler]] = {
+    proton.Event.CONNECTION_REMOTE_OPEN.number: AMQPConnection._on_connection_remote_open,
+    proton.Event.CONNECTION_REMOTE_CLOSE.number: AMQPConnection._on_connection_remote_close,
+    proton.Event.SESSION_REMOTE_OPEN.number: AMQPConnection._on_session_remote_open,
+    proton.Event.SESSION_REMOTE_CLOSE.number: AMQPConnection._on_session_remote_close,
+    proton.Event.LINK_REMOTE_OPEN.number: AMQPConnection._on_link_remote_open,
+    proton.Event.LINK_REMOTE_CLOSE.number: AMQPConnection._on_link_remote_close,
+    proton.Event.LINK_REMOTE_DETACH.number: AMQPConnection._on_link_remote_close,
+    proton.Event.TRANSPORT_ERROR.number: AMQPConnection._on_transport_closed,
+    proton.Event.TRANSPORT_TAIL_CLOSED.number: AMQPConnection._on_transport_closed,
+    proton.Event.TRANSPORT_CLOSED.number: AMQPConnection._on_transport_closed,
 }
+"""The events handled through proton's wrappers; deliveries and credit are not."""
+
+_PN_DELIVERY: Final = lib.PN_DELIVERY
+_PN_LINK_FLOW: Final = lib.PN_LINK_FLOW
+_PN_ACCEPTED: Final = lib.PN_ACCEPTED
+_PN_RECEIVED: Final = lib.PN_RECEIVED
+_PN_RELEASED: Final = lib.PN_RELEASED
 
 
 def _symbol_keys(properties: Mapping[str, Any]) -> dict[proton.symbol, Any]:

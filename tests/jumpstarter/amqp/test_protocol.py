@@ -607,9 +607,15 @@ def test_the_package_exports_what_it_lists() -> None:
 
 
 def test_the_amqp_layer_imports_neither_trio_nor_the_actor_layer() -> None:
-    # sans-IO: the standard library, attrs, proton (and cloudpickle for trusted
-    # peers); from jumpstarter itself only its exception root.
-    allowed = set(sys.stdlib_module_names) | {"attrs", "proton", "cloudpickle"}
+    # sans-IO: the standard library, attrs, proton and its low-level binding (and
+    # cloudpickle for trusted peers); from jumpstarter itself only its exception root.
+    allowed = set(sys.stdlib_module_names) | {
+        "attrs",
+        "proton",
+        "cproton",
+        "cproton_ffi",
+        "cloudpickle",
+    }
     package = pathlib.Path(amqp.__file__).parent
     for path in package.glob("*.py"):
         tree = ast.parse(path.read_text())
