@@ -243,7 +243,8 @@ class Connection:
                 data = b""
             protocol.receive_data(data)
             self._dispatch()
-            self._kick()
+            if not data or protocol.has_data_to_send():
+                self._kick()
             if not data:
                 self.error = self.error or "the peer closed the connection"
                 return

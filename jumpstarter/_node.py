@@ -881,7 +881,7 @@ class _InboundLink:
     def open(self, requested_batch: object) -> None:
         properties = None
         if type(requested_batch) is int and requested_batch > 0:
-            self.batch_limit = min(requested_batch, self.window)
+            self.batch_limit = min(requested_batch, self.window, _BATCH_LIMIT)
             properties = {BATCH_PROPERTY: self.batch_limit}
         self.outstanding = self.window
         self.connection.accept_link(self.link, credit=self.window, properties=properties)

@@ -358,6 +358,11 @@ class AMQPConnection:
             return bytes(chunks[0])
         return b"".join(chunks)
 
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` has anything to do now: bytes to return, or the
+        end of the output to notice (which may surface events). Cheaper than calling it."""
+        return bool(lib.pn_transport_pending(self._transport._impl) != 0)
+
     def tick(self, now: float) -> float | None:
         """Send heartbeats that are due and check that the peer is alive.
 

@@ -26,6 +26,7 @@ from jumpstarter import (
     UnknownMessageType,
     handler,
 )
+from jumpstarter._amqp import Accepted
 from jumpstarter.testing import DeadLetterRecorder
 
 registry = TypeRegistry()
@@ -433,3 +434,94 @@ async def test_nodes_talk_over_tls_and_refuse_a_peer_with_an_untrusted_certifica
         with pytest.raises(PeerUnreachable, match="cannot reach"):
             await other.ref(teller).ask(Balance(account="a"))
         assert await shop.ref(teller).ask(Balance(account="a")) == 4
+
+
+class Opaque:
+    """Not registered anywhere: only cloudpickle can carry it."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class Keeper(Actor):
+    @handler
+    def keep(self, msg: Opaque) -> int:
+        return msg.value * 2
+
+
+async def test_trusted_nodes_carry_unregistered_values_and_an_untrusted_one_refuses_them():
+    trusted = RemoteSettings(trusted=True)
+    async with (
+        node("vault", remote=trusted) as vault,
+        node("friend", remote=trusted) as friend,
+        node("careful") as careful,
+    ):
+        await vault.spawn(Keeper, name="keeper")
+        keeper = address(vault, "/user/keeper")
+        assert await friend.ref(keeper).ask(Opaque(21)) == 42
+        with pytest.raises(UnknownMessageType):  # the untrusted sender will not pickle
+            await careful.ref(keeper).ask(Opaque(1))
+        await careful.spawn(Keeper, name="keeper")
+        with pytest.raises(MessageRefused, match="cloudpickle"):
+            await friend.ref(address(careful, "/user/keeper")).ask(Opaque(1))
+
+
+async def test_a_body_that_does_not_fit_its_registered_class_is_refused():
+    @attrs.frozen(kw_only=True)
+    class WrongDeposit:
+        account: str
+        cents: str  # the receiver's test.Deposit has an int here
+
+    other = TypeRegistry()
+    other.register(WrongDeposit, name="test.Deposit")
+    other.register(Balance, name="test.Balance")
+    async with node("bank") as bank, node("shop", registry=other) as shop:
+        await bank.spawn(Bank, name="teller")
+        remote = shop.ref(address(bank, "/user/teller"))
+        with pytest.raises(MessageRefused, match="does not fit"):
+            await remote.ask(WrongDeposit(account="a", cents="lots"))
+        remote.tell_nowait(WrongDeposit(account="a", cents="more"))  # refused and logged
+        assert await remote.ask(Balance(account="a")) == 0  # handled after the tell
+        assert bank.statistics().actors["/user/teller"].received == 1
+
+
+async def test_a_batch_larger_than_agreed_is_refused_and_the_link_goes_on(nursery):
+    from jumpstarter._amqp import Rejected
+    from jumpstarter._amqp._codec import BATCH_TYPE, Codec, WireEnvelope
+    from jumpstarter._amqp_driver import connect
+
+    class Quiet:
+        def link_requested(self, connection, event):
+            connection.refuse_link(event.link, None)
+
+        def message_received(self, connection, event):
+            pass
+
+        def connection_closed(self, connection, error):
+            pass
+
+        def delivery_updated(self, connection, event):
+            pass
+
+    async with node("bank") as bank:
+        teller = await bank.spawn(Bank, name="teller")
+        host, port = bank.listen_address or ("", 0)
+        connection = await connect(host, port, Quiet(), nursery, container_id="raw")
+        sender = await connection.open_sender(
+            "/bank/user/teller", properties={"jumpstarter:batch": 1000}
+        )
+        assert sender.properties["jumpstarter:batch"] == 256
+        codec = Codec(registry)
+        entries = [codec.encode_entry(Deposit(account="a", cents=1)) for _ in range(300)]
+        too_big = codec.encode(
+            WireEnvelope(message_id="x-1", type_name=BATCH_TYPE, body=entries, created=1.0)
+        )
+        outcome = await sender.send_and_wait(too_big)
+        assert isinstance(outcome, Rejected)
+        assert outcome.error is not None and outcome.error.name == "amqp:decode-error"
+        fine = codec.encode(
+            WireEnvelope(message_id="x-2", type_name=BATCH_TYPE, body=entries[:3], created=1.0)
+        )
+        assert await sender.send_and_wait(fine) == Accepted()
+        assert await teller.ask(Balance(account="a")) == 3
+        await connection.aclose()

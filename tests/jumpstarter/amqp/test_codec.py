@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from jumpstarter._amqp._codec import (
+    BATCH_TYPE,
     NATIVE_CONTENT_TYPE,
     PICKLE_CONTENT_TYPE,
     Codec,
@@ -850,3 +851,72 @@ def test_parse_then_decode_equals_decode() -> None:
     raw = codec.parse(data)
     assert isinstance(raw, RawMessage)
     assert codec.decode(raw) == codec.decode(data) == samples[0]
+
+
+# -- batches -----------------------------------------------------------------------------
+
+
+def batch_of(codec: Codec, entries: list[bytes]) -> bytes:
+    return codec.encode(
+        WireEnvelope(message_id="b-1", type_name=BATCH_TYPE, body=entries, created=1.0)
+    )
+
+
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@given(st.lists(st.one_of(st.builds(Point, x=int64, y=int64), st.text())))
+def test_a_batch_carries_its_messages_in_order(messages: list[Any]) -> None:
+    codec = Codec(registry)
+    entries = [codec.encode_entry(message) for message in messages]
+    assert all(entry is not None for entry in entries)
+    decoded = codec.decode(batch_of(codec, [e for e in entries if e is not None]))
+    assert decoded.type_name == BATCH_TYPE
+    assert decoded.body == tuple(messages)
+
+
+def test_a_batch_is_plain_amqp_for_other_clients() -> None:
+    codec = Codec(registry)
+    data = batch_of(codec, [codec.encode_entry(Point(x=1, y=2)), codec.encode_entry("hi")])
+    message = proton.Message()
+    message.decode(data)
+    assert message.properties["js:type"] == BATCH_TYPE
+    assert message.body == [
+        ["tests.jumpstarter.amqp.test_codec.Point", {"x": 1, "y": 2}],
+        ["str", "hi"],
+    ]
+
+
+def test_only_cloudpickle_can_carry_a_value_that_is_not_registered_so_it_is_never_batched() -> None:
+    assert Codec(registry, trusted=True).encode_entry(NotRegistered(1)) is None
+    with pytest.raises(UnknownMessageType):
+        Codec(registry).encode_entry(NotRegistered(1))
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not a list", "list of \\[type name, value\\] entries"),
+        ([["tests.jumpstarter.amqp.test_codec.Point"]], "list \\[type name, value\\]"),
+        ([[1, {"x": 1}]], "list \\[type name, value\\]"),
+        ([[BATCH_TYPE, []]], "cannot contain a batch"),
+        ([["tests.jumpstarter.amqp.test_codec.Point", {"x": "one", "y": 2}]], "does not fit"),
+    ],
+)
+def test_a_malformed_batch_is_refused(body: Any, reason: str) -> None:
+    message = proton.Message(
+        id="m-1",
+        creation_time=1.0,
+        properties={"js:type": BATCH_TYPE},
+        body=body,
+    )
+    with pytest.raises(MalformedMessage, match=reason):
+        Codec(registry).decode(message.encode())
+
+
+def test_a_batch_with_an_unknown_type_is_refused() -> None:
+    message = proton.Message(
+        id="m-1", creation_time=1.0, properties={"js:type": BATCH_TYPE}, body=[["nope", {}]]
+    )
+    with pytest.raises(UnknownMessageType):
+        Codec(registry).decode(message.encode())
