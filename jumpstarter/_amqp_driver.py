@@ -21,6 +21,7 @@ reader task: they may issue protocol commands, but must not block.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -198,6 +199,11 @@ class Connection:
         self._links: dict[LinkId, _LinkState] = {}
         self._tick_changed = trio.Event()
         self._before_write: list[Callable[[], None]] = []
+        self._in_reader = False
+        self._wants_write = False
+        self._sending = False
+        self._leftover = b""  # what the reader could not write at once (see _write_now)
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self.receivers: dict[LinkId, Callable[[Connection, MessageReceived], None]] = {}
         """Where the owner routes messages by link (the driver only keeps the table)."""
         self.context: Any = None
@@ -242,12 +248,41 @@ class Connection:
                 self.error = self.error or f"the connection broke: {exc}"
                 data = b""
             protocol.receive_data(data)
-            self._dispatch()
-            if not data or protocol.has_data_to_send():
-                self._kick()
+            self._in_reader = True
+            try:
+                self._dispatch()
+            finally:
+                self._in_reader = False
             if not data:
+                self._kick()
                 self.error = self.error or "the peer closed the connection"
                 return
+            if self._wants_write or protocol.has_data_to_send():
+                self._wants_write = False
+                if self._fd < 0 or self._sending or self._before_write or self._leftover:
+                    self._kick()
+                else:  # answer from this task: the writer need not wake up
+                    self._write_now()
+
+    def _write_now(self) -> None:
+        """Write what the protocol has to send now, as far as the socket takes it
+        without waiting; the writer sends the rest. (A reader that waited to write
+        could deadlock with a peer doing the same.)"""
+        data = self.protocol.data_to_send()
+        self._dispatch()  # producing output can surface events (a refused login)
+        if not data:
+            return
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self.error = self.error or f"the connection broke: {exc}"
+            self._finish(self.error)
+            return
+        if written < len(data):
+            self._leftover = data[written:]
+            self._dirty.set()
 
     async def _writer(self) -> None:
         protocol = self.protocol
@@ -259,14 +294,19 @@ class Connection:
                 for hook in hooks:
                     hook()
             data = protocol.data_to_send()
+            if self._leftover:
+                data, self._leftover = self._leftover + data, b""
             self._dispatch()  # producing output can surface events (a refused login)
             if data:
+                self._sending = True
                 try:
                     await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                     self.error = self.error or f"the connection broke: {exc}"
                     self._finish(self.error)
                     return
+                finally:
+                    self._sending = False
             if self.closed and not protocol.data_to_send():
                 return
 
@@ -280,8 +320,12 @@ class Connection:
                 await self._tick_changed.wait()
 
     def _kick(self) -> None:
-        """Wake the writer: the protocol may have bytes to send."""
-        self._dirty.set()
+        """Wake the writer: the protocol may have bytes to send (while the reader
+        dispatches, it sends them itself once it is done)."""
+        if self._in_reader:
+            self._wants_write = True
+        else:
+            self._dirty.set()
 
     def before_next_write(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` once, just before the writer next takes the protocol's bytes
