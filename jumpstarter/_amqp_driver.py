@@ -127,10 +127,15 @@ class SenderLink:
             state.credit_changed = trio.Event()
             await state.credit_changed.wait()
 
-    def send_now(self, body: bytes, *, settled: bool = False) -> DeliveryId:
+    def send_now(self, body: bytes, *, settled: bool = False, urgent: bool = False) -> DeliveryId:
         """Send one encoded message, credit or not: for callers that count credit
-        themselves (the peer then sees it as a protocol violation if they miscount)."""
-        return self.connection._send(self.link, body, settled)
+        themselves (the peer then sees it as a protocol violation if they miscount).
+
+        ``urgent`` writes it to the socket at once, when the socket takes it without
+        waiting, instead of with whatever else is queued by the next scheduler tick:
+        for a message someone waits on, such as an ask.
+        """
+        return self.connection._send(self.link, body, settled, urgent=urgent)
 
     async def send(self, body: bytes, *, settled: bool = False) -> DeliveryId:
         """Send one encoded message, waiting for credit; returns its delivery id.
@@ -429,14 +434,24 @@ class Connection:
             self._dispatch()
             raise ConnectionLost(f"the connection is closed: {exc}") from exc
 
-    def _send(self, link: LinkId, body: bytes, settled: bool) -> DeliveryId:
+    def _send(
+        self, link: LinkId, body: bytes, settled: bool, *, urgent: bool = False
+    ) -> DeliveryId:
         self._check_usable(link)
         try:
             delivery = self.protocol.send(link, body, settled=settled)
         except RemoteProtocolError as exc:  # the transport failed: news not read yet
             self._dispatch()
             raise ConnectionLost(f"the connection is closed: {exc}") from exc
-        self._kick()
+        if (
+            urgent
+            and not self._in_reader
+            and self._fd >= 0
+            and not (self._sending or self._before_write or self._leftover)
+        ):
+            self._write_now()
+        else:
+            self._kick()
         return delivery
 
     async def open_sender(

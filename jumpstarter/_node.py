@@ -340,7 +340,9 @@ class RemoteCell:
             )
             peer.pending[message_id] = (reply, self.address)
             try:
-                delivery = await peer.send(self.target, data, track=self.settle_after_handled)
+                delivery = await peer.send(
+                    self.target, data, track=self.settle_after_handled, urgent=True
+                )
                 peer.asks_by_delivery[delivery] = message_id
                 system._deadlines.add(deadline, reply, self.address, message, timeout)
                 return await reply.wait()
@@ -447,20 +449,22 @@ class _OutLink:
         except (ConnectionLost, LinkRefused):  # never sent: send it on the next link
             self.peer.keep_unsent(self.target, data, len(pending))
 
-    def send_now(self, data: bytes, count: int, track: bool) -> DeliveryId:
-        delivery = self.sender.send_now(data)
+    def send_now(self, data: bytes, count: int, track: bool, *, urgent: bool = False) -> DeliveryId:
+        delivery = self.sender.send_now(data, urgent=urgent)
         self.extra += count - 1
         if track:
             self.inflight[delivery.number] = (data, count)
         return delivery
 
-    async def send(self, data: bytes, count: int, track: bool) -> DeliveryId:
+    async def send(
+        self, data: bytes, count: int, track: bool, *, urgent: bool = False
+    ) -> DeliveryId:
         """Send one transfer of ``count`` messages after what is queued, once there is
         room over there (for a batch sent again: room for one; the receiver holds the
         rest until its mailbox has room)."""
         self.flush()
         await self.sender.wait_for_credit(above=self.extra)
-        return self.send_now(data, count, track)
+        return self.send_now(data, count, track, urgent=urgent)
 
     def unsent(self) -> list[tuple[bytes, int]]:
         """What must be sent again if the link breaks: the unsettled transfers of
@@ -592,12 +596,14 @@ class _Peer:
                 del self.opening[target]
                 event.set()
 
-    async def send(self, target: str, data: bytes, *, track: bool) -> DeliveryId:
+    async def send(
+        self, target: str, data: bytes, *, track: bool, urgent: bool = False
+    ) -> DeliveryId:
         """Send one encoded message to ``target``, waiting for a connection and credit."""
         while True:
             link = await self.link(target)
             try:
-                return await link.send(data, 1, track)
+                return await link.send(data, 1, track, urgent=urgent)
             except ConnectionLost:
                 continue  # not sent: reconnect and send it again
             except LinkRefused as exc:

@@ -525,3 +525,39 @@ async def test_a_batch_larger_than_agreed_is_refused_and_the_link_goes_on(nurser
         assert await sender.send_and_wait(fine) == Accepted()
         assert await teller.ask(Balance(account="a")) == 3
         await connection.aclose()
+
+
+class Relay(Actor):
+    """Counts what it gets, big and small."""
+
+    def __init__(self, expected: int, done: trio.Event) -> None:
+        self.count = 0
+        self.expected = expected
+        self.done = done
+
+    @handler
+    def any(self, msg: Slow | Echo) -> None:
+        self.count += 1
+        if self.count == self.expected:
+            self.done.set()
+
+
+async def test_two_nodes_flooding_each_other_both_ways_never_deadlock():
+    n = 20_000
+    big = "x" * 2000  # every tenth message is big: the socket buffers fill up
+    async with node("left") as left, node("right") as right:
+        left_done, right_done = trio.Event(), trio.Event()
+        at_left = await left.spawn(Relay, n, left_done, name="relay", mailbox_size=64)
+        at_right = await right.spawn(Relay, n, right_done, name="relay", mailbox_size=64)
+
+        async def flood(target):
+            for i in range(n):
+                await target.tell(Echo(text=big) if i % 10 == 0 else Slow(n=i))
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood, left.ref(at_right.address))
+                nursery.start_soon(flood, right.ref(at_left.address))
+                await left_done.wait()
+                await right_done.wait()
+        assert left.recent_dead_letters() == right.recent_dead_letters() == ()
