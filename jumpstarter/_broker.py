@@ -742,6 +742,7 @@ class _ConsumerRun:
         self.receiver: _ReceiverLink | None = None
         self.current: MessageReceived | None = None  # being handled, not settled
         self.asking = trio.CancelScope()  # around the ask of ``current``
+        self.owed = 0  # credit for settled deliveries, not yet given back (see _settle)
 
     async def attach(self, nursery: trio.Nursery) -> None:
         """Attach a link to the address and watch it; raise if refused."""
@@ -799,6 +800,7 @@ class _ConsumerRun:
             try:
                 item = receive.receive_nowait()
             except trio.WouldBlock:
+                self._give_back_credit()  # nothing queued: let the broker send more now
                 try:
                     item = await receive.receive()
                 except trio.EndOfChannel:
@@ -922,7 +924,19 @@ class _ConsumerRun:
         if not event.settled:
             receiver.connection.settle(event.delivery, outcome)
         if more:
-            receiver.grant(1)
+            # Credit goes back in batches of a quarter of the prefetch (and whenever the
+            # consumer runs out of work): one flow frame per message would cost the
+            # broker and this node more than the messages themselves.
+            self.owed += 1
+            if self.owed >= max(1, self.consumer.prefetch // 4):
+                self._give_back_credit()
+
+    def _give_back_credit(self) -> None:
+        owed = self.owed
+        receiver = self.receiver
+        if owed and receiver is not None and receiver.usable:
+            self.owed = 0
+            receiver.grant(owed)
 
     def release_all(self) -> None:
         """Give back what arrived and was not handled, and close the link.
@@ -945,6 +959,7 @@ class _ConsumerRun:
         self.broker._dispatcher.routes.pop(receiver.link, None)
         receiver.close()
         self.receiver = None
+        self.owed = 0  # a new link starts with the whole prefetch
 
 
 # -- opening -----------------------------------------------------------------------------
