@@ -741,7 +741,8 @@ class _ConsumerRun:
         self.ask_timeout = ask_timeout
         self.receiver: _ReceiverLink | None = None
         self.current: MessageReceived | None = None  # being handled, not settled
-        self.asking = trio.CancelScope()  # around the ask of ``current``
+        self.closes = 0
+        self.asking = trio.CancelScope()  # around the asks of what arrived together
         self.owed = 0  # credit for settled deliveries, not yet given back (see _settle)
 
     async def attach(self, nursery: trio.Nursery) -> None:
@@ -792,11 +793,10 @@ class _ConsumerRun:
     async def serve(self, nursery: trio.Nursery) -> None:
         """Handle deliveries until the actor stops or the connection closes."""
         consumer = self.consumer
-        closes = 0  # link closures since the last delivery
+        self.closes = 0  # link closures since the last delivery
         receive = self.receive
         while True:
-            # What arrived together is handled without a trip through the scheduler,
-            # so that its outcomes and credit leave in one write.
+            item: MessageReceived | _LinkLost | None
             try:
                 item = receive.receive_nowait()
             except trio.WouldBlock:
@@ -807,30 +807,20 @@ class _ConsumerRun:
                     break
             except trio.EndOfChannel:
                 break
-            receiver = self.receiver
-            assert receiver is not None
-            if isinstance(item, _LinkLost):
-                if item.link != receiver.link:
-                    continue
-                closes += 1
-                await self._reattach(nursery, item.error, closes)
-                continue
-            if item.link != receiver.link:  # from a link closed since
-                consumer._count(_RELEASED, handled=False)  # the broker delivers it again
-                continue
-            closes = 0
-            self.current = item
-            outcome, handled = await self._handle(item)
-            self.current = None
-            self._settle(item, outcome, handled=handled, more=handled is not None)
-            if handled is None:  # the actor is stopped: nothing more to deliver to
-                _log(
-                    "jumpstarter:broker:consumer-ended",
-                    f"stopped consuming from {consumer.address}: {consumer.ref.path} is stopped",
-                    address=consumer.address,
-                    actor=consumer.ref.path,
-                )
-                return
+            # What arrived together is handled without a trip through the scheduler, so
+            # that its outcomes and credit leave in one write, and in one cancel scope
+            # (which the link's closing cancels: see _watch).
+            with trio.CancelScope() as self.asking:
+                while item is not None:
+                    if await self._process(item, nursery):
+                        return
+                    try:
+                        item = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        item = None
+            current, self.current = self.current, None
+            if current is not None:  # its link closed while the actor had it
+                self._settle(current, _RELEASED, handled=False)
         # The connection closed.
         if not self.broker._closing:
             error = self.broker._connection.error or "closed"
@@ -838,6 +828,35 @@ class _ConsumerRun:
                 f"lost the connection to {self.broker.settings.url} while consuming from "
                 f"{consumer.address}: {error}; its unsettled messages go back to the queue"
             )
+
+    async def _process(self, item: MessageReceived | _LinkLost, nursery: trio.Nursery) -> bool:
+        """Handle one delivery (or the news of a closed link); True once the consumer
+        must end because its actor is stopped."""
+        consumer = self.consumer
+        receiver = self.receiver
+        assert receiver is not None
+        if isinstance(item, _LinkLost):
+            if item.link == receiver.link:
+                self.closes += 1
+                await self._reattach(nursery, item.error, self.closes)
+            return False
+        if item.link != receiver.link:  # from a link closed since
+            consumer._count(_RELEASED, handled=False)  # the broker delivers it again
+            return False
+        self.closes = 0
+        self.current = item
+        outcome, handled = await self._handle(item)
+        self.current = None
+        self._settle(item, outcome, handled=handled, more=handled is not None)
+        if handled is None:  # the actor is stopped: nothing more to deliver to
+            _log(
+                "jumpstarter:broker:consumer-ended",
+                f"stopped consuming from {consumer.address}: {consumer.ref.path} is stopped",
+                address=consumer.address,
+                actor=consumer.ref.path,
+            )
+            return True
+        return False
 
     async def _reattach(self, nursery: trio.Nursery, error: ErrorCondition | None, n: int) -> None:
         consumer = self.consumer
@@ -888,10 +907,7 @@ class _ConsumerRun:
                     )
                 )
             try:
-                with trio.CancelScope() as self.asking:
-                    await consumer.ref.ask(envelope.body, timeout=self.ask_timeout)
-                if self.asking.cancelled_caught:  # the link closed meanwhile
-                    return _RELEASED, False
+                await consumer.ref.ask(envelope.body, timeout=self.ask_timeout)
             except ActorStopped:
                 return _RELEASED, None
             except ActorCrashed:

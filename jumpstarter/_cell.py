@@ -298,13 +298,7 @@ class ActorCell(MachineState):
 
     async def _put(self, item: Any) -> None:
         """Enqueue ``item`` (a message or an envelope), waiting while the mailbox is full."""
-        queue = self.mailbox
-        if queue is None:
-            queue = self.mailbox = deque()
-        if len(queue) < self.capacity and not self.waiting_senders:
-            queue.append(item)
-            self.received += 1
-            self._notify_mail()
+        if self.offer(item):
             return
         waiting = self.waiting_senders
         if waiting is None:

@@ -428,10 +428,17 @@ class _OutLink:
 
     def flush(self) -> None:
         """Send what is queued, as one batch."""
-        pending = self.pending
-        if not pending:
+        if not self.pending:
             return
-        self.pending = []
+        data, count = self._take_batch()
+        try:
+            self.send_now(data, count, self.pending_track)
+        except (ConnectionLost, LinkRefused):  # never sent: send it on the next link
+            self.peer.keep_unsent(self.target, data, count)
+
+    def _take_batch(self) -> tuple[bytes, int]:
+        """Seal what is queued as one batch message, emptying the queue."""
+        pending, self.pending = self.pending, []
         self.pending_bytes = 0
         node = self.node
         data = node.seal(
@@ -444,10 +451,7 @@ class _OutLink:
                 settle_after_handled=self.pending_track,
             )
         )
-        try:
-            self.send_now(data, len(pending), self.pending_track)
-        except (ConnectionLost, LinkRefused):  # never sent: send it on the next link
-            self.peer.keep_unsent(self.target, data, len(pending))
+        return data, len(pending)
 
     def send_now(self, data: bytes, count: int, track: bool, *, urgent: bool = False) -> DeliveryId:
         delivery = self.sender.send_now(data, urgent=urgent)
@@ -471,19 +475,7 @@ class _OutLink:
         at-least-once messages, in order, then what was still queued."""
         kept = [self.inflight[number] for number in sorted(self.inflight)]
         if self.pending:
-            pending, self.pending = self.pending, []
-            node = self.node
-            data = node.seal(
-                WireEnvelope(
-                    message_id=node.new_message_id(),
-                    type_name=BATCH_TYPE,
-                    body=pending,
-                    to=self.address,
-                    created=time.time(),
-                    settle_after_handled=self.pending_track,
-                )
-            )
-            kept.append((data, len(pending)))
+            kept.append(self._take_batch())
         return kept
 
 
