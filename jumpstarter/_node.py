@@ -328,6 +328,35 @@ class RemoteCell:
         peer = self.peer
         reply = Reply()
         message_id = node.new_message_id()
+        link = peer.links.get(self.target)
+        if (
+            link is not None
+            and peer.reply is not None
+            and peer.reply_connection is link.sender.connection
+            and not link.pending
+            and link.budget > 0
+        ):
+            # Connected, with a reply link and credit: nothing to wait for before sending.
+            data = node.encode(
+                message,
+                self.address,
+                sender,
+                self.settle_after_handled,
+                reply_to=peer.reply[1],
+                message_id=message_id,
+            )
+            peer.pending[message_id] = (reply, self.address)
+            try:
+                delivery = link.send_now(data, 1, self.settle_after_handled, urgent=True)
+            except (ConnectionLost, LinkRefused):
+                del peer.pending[message_id]  # the connection went: the slow path reconnects
+            else:
+                peer.asks_by_delivery[delivery] = message_id
+                system._deadlines.add(deadline, reply, self.address, message, timeout)
+                try:
+                    return await reply.wait()
+                finally:
+                    peer.pending.pop(message_id, None)
         with trio.move_on_at(deadline):
             reply_to = await peer.reply_address()
             data = node.encode(
