@@ -67,6 +67,7 @@ keeps the few parts of the driver's bookkeeping it reads in one place.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -526,6 +527,8 @@ class Broker:
         self._senders: dict[str, SenderLink] = {}
         self._opening = trio.Lock()
         self._closing = False
+        self._id_prefix = f"{uuid.uuid4()}-"
+        self._ids = itertools.count()
 
     def __repr__(self) -> str:
         state = " closed" if self._connection.closed else ""
@@ -547,8 +550,9 @@ class Broker:
             address: the broker's address, e.g. ``/queue/NAME`` on RabbitMQ.
             message: a message of a type registered in the codec's registry, or a
                 builtin value (``str``, ``int``, ``dict``...).
-            message_id: the AMQP message-id; a new UUID by default. Give the same id
-                when publishing a message again, so consumers can recognize it.
+            message_id: the AMQP message-id; by default a new one, unique across
+                brokers and processes (a random UUID per connection and a counter). Give
+                the same id when publishing a message again, so consumers can recognize it.
             durable: mark the message durable, so a durable queue keeps it across a
                 broker restart.
 
@@ -564,35 +568,40 @@ class Broker:
         self._check_open()
         codec = self.codec
         type_name = codec.type_name_of(message)
-        message_id = str(uuid.uuid4()) if message_id is None else message_id
-        with contextlib.ExitStack() as stack:
-            if SWITCH.enabled:
-                stack.enter_context(
-                    eliot.start_action(
-                        action_type="jumpstarter:broker:publish",
-                        address=address,
-                        message_id=message_id,
-                        message_type=type_name,
-                    )
-                )
-            data = codec.encode(
-                WireEnvelope(
-                    message_id=message_id,
-                    type_name=type_name,
-                    body=message,
-                    created=time.time(),
-                    trace=current_trace() if SWITCH.enabled else None,
-                )
-            )
-            if durable:
-                data = _DURABLE_HEADER + data
-            outcome = await self._send(address, data)
+        if message_id is None:
+            message_id = f"{self._id_prefix}{next(self._ids)}"
+        if SWITCH.enabled:
+            with eliot.start_action(
+                action_type="jumpstarter:broker:publish",
+                address=address,
+                message_id=message_id,
+                message_type=type_name,
+            ):
+                outcome = await self._publish(address, message, message_id, type_name, durable)
+        else:
+            outcome = await self._publish(address, message, message_id, type_name, durable)
         if not isinstance(outcome, Accepted):
             raise PublishRefused(
                 f"the broker did not accept the message for {address}: {_describe(outcome)}",
                 address,
                 outcome,
             )
+
+    async def _publish(
+        self, address: str, message: Any, message_id: str, type_name: str, durable: bool
+    ) -> Outcome:
+        data = self.codec.encode(
+            WireEnvelope(
+                message_id=message_id,
+                type_name=type_name,
+                body=message,
+                created=time.time(),
+                trace=current_trace() if SWITCH.enabled else None,
+            )
+        )
+        if durable:
+            data = _DURABLE_HEADER + data
+        return await self._send(address, data)
 
     async def _send(self, address: str, data: bytes) -> Outcome:
         """Send on the address's link; once more on a new link if that one closes."""
