@@ -94,6 +94,7 @@ from ._amqp._events import (
     Rejected,
 )
 from ._amqp._signing import Keyring, SignatureError, Signer
+from ._amqp._tls import TLSConfig
 from ._amqp_driver import Connection, ConnectionLost, LinkRefused, SenderLink, connect, serve
 from ._deadlines import ask_timeout_text
 from ._exceptions import (
@@ -176,7 +177,7 @@ class RemoteSettings:
     connect_timeout: float = 10.0
     reconnect_delay: float = 0.05
     reconnect_max_delay: float = 2.0
-    tls: Any = None
+    tls: TLSConfig | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.link_credit < 1:
