@@ -243,12 +243,28 @@ class Connection:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
 
+    async def _receive(self) -> bytes:
+        """The next bytes from the peer (``b""`` at the end).
+
+        On a socket this waits for readability first and then reads, so a reply that
+        is awaited costs one read, not a failed read, a wait and a read.
+        """
+        fd = self._fd
+        if fd < 0:
+            return bytes(await self.stream.receive_some(READ_SIZE))
+        await trio.lowlevel.wait_readable(fd)
+        while True:
+            try:
+                return os.read(fd, READ_SIZE)
+            except BlockingIOError:  # a spurious wake-up
+                await trio.lowlevel.wait_readable(fd)
+
     async def _reader(self) -> None:
         protocol = self.protocol
-        receive = self.stream.receive_some
+        receive = self._receive
         while not self.closed:
             try:
-                data = bytes(await receive(READ_SIZE))
+                data = await receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.error = self.error or f"the connection broke: {exc}"
                 data = b""
