@@ -93,6 +93,7 @@ from ._amqp._events import (
     MessageReceived,
     Rejected,
 )
+from ._amqp._exceptions import ProtocolError
 from ._amqp._signing import Keyring, SignatureError, Signer
 from ._amqp._tls import TLSConfig
 from ._amqp_driver import Connection, ConnectionLost, LinkRefused, SenderLink, connect, serve
@@ -936,6 +937,26 @@ class _InboundLink:
                 return
             items = node.batch_items(connection, event, envelope, messages)
         else:
+            reply_to = envelope.reply_to
+            if (
+                reply_to is not None
+                and envelope.sender is None
+                and envelope.trace is None
+                and not envelope.settle_after_handled
+                and not self.overflow
+            ):
+                # The usual ask: to an idle actor with a plain handler, it is handled
+                # right here and answered in the write that follows.
+                cell = node.system._registry.get(path)
+                result = None if cell is None else cell.handle_now(envelope.body, None)
+                if result is not None:
+                    assert cell is not None
+                    self.outstanding -= 1
+                    if not event.settled:
+                        connection.settle(event.delivery, _ACCEPTED)
+                    node.reply(reply_to, envelope.message_id, result)
+                    self._replenish(cell)
+                    return
             item = node.item(connection, event, envelope)
             if type(item) is Envelope and not self.overflow:
                 # An ask (or an after-handled tell) to an idle actor with a plain
@@ -1401,9 +1422,33 @@ class Node:
                 )
             )
             reply.connection.settle(reply.delivery, settlement)
-        if reply.reply_to is None:
-            return
-        envelope = self._answer_envelope(reply, result)
+        if reply.reply_to is not None:
+            self.reply(reply.reply_to, reply.correlation_id, result)
+
+    def reply(self, reply_to: str, correlation_id: str, result: outcome.Outcome[Any]) -> None:
+        """Send the outcome of an ask to ``reply_to``: the value, or the error."""
+        trace = current_trace() if SWITCH.enabled else None
+        error = None
+        if isinstance(result, outcome.Error):
+            error = RemoteErrorInfo.from_exception(result.error)
+            body, type_name = None, "None"
+        else:
+            body = cast(outcome.Value[Any], result).value
+            try:
+                type_name = self.codec.type_name_of(body)
+            except CodecError as exc:
+                error = RemoteErrorInfo.from_exception(exc)
+                body, type_name = None, "None"
+        envelope = WireEnvelope(
+            message_id=self.new_message_id(),
+            type_name=type_name,
+            body=body,
+            to=reply_to,
+            correlation_id=correlation_id,
+            created=time.time(),
+            trace=trace,
+            error=error,
+        )
         try:
             data = self.seal(envelope)
         except CodecError as exc:
@@ -1415,31 +1460,7 @@ class Node:
                     error=RemoteErrorInfo.from_exception(exc),
                 )
             )
-        self._send_answer(reply.reply_to, data)
-
-    def _answer_envelope(self, reply: _RemoteReply, result: outcome.Outcome[Any]) -> WireEnvelope:
-        common: dict[str, Any] = {
-            "message_id": self.new_message_id(),
-            "to": reply.reply_to,
-            "correlation_id": reply.correlation_id,
-            "created": time.time(),
-            "trace": current_trace() if SWITCH.enabled else None,
-        }
-        if isinstance(result, outcome.Error):
-            return WireEnvelope(
-                type_name="None",
-                body=None,
-                error=RemoteErrorInfo.from_exception(result.error),
-                **common,
-            )
-        value = cast(outcome.Value[Any], result).value
-        try:
-            type_name = self.codec.type_name_of(value)
-        except CodecError as exc:
-            return WireEnvelope(
-                type_name="None", body=None, error=RemoteErrorInfo.from_exception(exc), **common
-            )
-        return WireEnvelope(type_name=type_name, body=value, **common)
+        self._send_answer(reply_to, data)
 
     def _send_answer(self, reply_to: str, data: bytes) -> None:
         route = self._routes.get(reply_to)
@@ -1454,12 +1475,15 @@ class Node:
         connection, link, backlog = route
         if connection.closed:
             return
-        if backlog or connection.protocol.link_credit(link) <= 0:
-            backlog.append(data)
-            if len(backlog) == 1:
-                self.nursery.start_soon(self._flush_answers, reply_to, route)
-            return
-        connection._send(link, data, True)
+        try:
+            if not backlog and connection.protocol.link_credit(link) > 0:
+                connection._send(link, data, True)
+                return
+        except (ConnectionLost, LinkRefused, ProtocolError):
+            return  # the link or the connection is closing: the asker learns it so
+        backlog.append(data)
+        if len(backlog) == 1:
+            self.nursery.start_soon(self._flush_answers, reply_to, route)
 
     def _route_key(self, reply_to: str) -> str:
         if "://" not in reply_to:
