@@ -613,6 +613,21 @@ def _read_items(buf: bytes, pos: int, end: int, count: int, depth: int) -> list[
             append(None)
             pos += 1
             continue
+        if code == 0xA3:  # sym8: the content-type
+            start = pos + 2
+            pos = start + buf[pos + 1]
+            if pos > end:
+                raise _truncated(start - 2)
+            append(buf[start:pos].decode("ascii"))
+            continue
+        if code == 0x83:  # timestamp: the creation-time
+            append(_Timestamp(_I64.unpack_from(buf, pos + 1)[0]))
+            pos += 9
+            continue
+        if code == 0x41 or code == 0x42:  # true, false
+            append(code == 0x41)
+            pos += 1
+            continue
         reader = readers.get(code)
         if reader is None:
             raise _bad_code(buf, pos)
