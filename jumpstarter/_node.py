@@ -715,14 +715,14 @@ class _Peer:
             return  # timed out or cancelled meanwhile
         reply, _ = waiting
         try:
-            envelope = node.open(raw)
+            error, body = node.open_answer(raw)
         except (CodecError, SignatureError) as exc:
             reply.fail(exc)
             return
-        if envelope.error is not None:
-            reply.fail(_remote_exception(envelope.error))
+        if error is not None:
+            reply.fail(_remote_exception(error))
         else:
-            reply.succeed(envelope.body)
+            reply.succeed(body)
 
     # -- outcomes and failures
 
@@ -1226,6 +1226,12 @@ class Node:
         if self.signer is not None:
             return self.signer.sign(self.codec.encode_raw(envelope))
         return self.codec.encode(envelope)
+
+    def open_answer(self, raw: RawMessage) -> tuple[RemoteErrorInfo | None, Any]:
+        """Check the signature of a parsed answer, then read its error or its body."""
+        if self.signer is not None:
+            self.signer.verify(raw, now=time.time())
+        return self.codec.decode_answer(raw)
 
     def open(self, raw: RawMessage) -> WireEnvelope:
         """Check the signature of a parsed message, then decode it."""

@@ -1821,6 +1821,28 @@ class Codec:
             error=error,
         )
 
+    def decode_answer(self, raw: RawMessage) -> tuple[RemoteErrorInfo | None, Any]:
+        """Read only what an asker needs of an answer (a :meth:`parse` split): the
+        error it carries, or else its body; cheaper than :meth:`decode`.
+
+        Raises:
+            UntrustedPayload, UnknownMessageType, MalformedMessage: as :meth:`decode`.
+        """
+        app = raw.application_properties
+        if "js:error-type" in app:
+            return (
+                RemoteErrorInfo(
+                    type_name=_app_str(app, "js:error-type") or "",
+                    message=_app_str(app, "js:error-message") or "",
+                    traceback=_app_str(app, "js:error-traceback") or "",
+                ),
+                None,
+            )
+        type_name = app.get("js:type")
+        if type(type_name) is not str:
+            raise _malformed("the application property 'js:type' is missing or not a string")
+        return None, self._decode_body(raw, type_name)
+
     def _decode_body(self, raw: RawMessage, type_name: str) -> Any:
         content_type = raw.property(6)
         if content_type == PICKLE_CONTENT_TYPE:
