@@ -93,7 +93,7 @@ from ._amqp._events import (
     MessageReceived,
     Rejected,
 )
-from ._amqp._exceptions import ProtocolError
+from ._amqp._exceptions import LocalProtocolError, ProtocolError
 from ._amqp._signing import Keyring, SignatureError, Signer
 from ._amqp._tls import TLSConfig
 from ._amqp_driver import Connection, ConnectionLost, LinkRefused, SenderLink, connect, serve
@@ -1481,12 +1481,14 @@ class Node:
         connection, link, backlog = route
         if connection.closed:
             return
-        try:
-            if not backlog and connection.protocol.link_credit(link) > 0:
+        if not backlog:
+            try:
                 connection._send(link, data, True)
                 return
-        except (ConnectionLost, LinkRefused, ProtocolError):
-            return  # the link or the connection is closing: the asker learns it so
+            except LocalProtocolError:  # no credit: the answer waits for some
+                pass
+            except (ConnectionLost, LinkRefused, ProtocolError):
+                return  # the link or the connection is closing: the asker learns it so
         backlog.append(data)
         if len(backlog) == 1:
             self.nursery.start_soon(self._flush_answers, reply_to, route)

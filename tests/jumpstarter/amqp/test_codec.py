@@ -920,3 +920,32 @@ def test_a_batch_with_an_unknown_type_is_refused() -> None:
     )
     with pytest.raises(UnknownMessageType):
         Codec(registry).decode(message.encode())
+
+
+def test_decode_answer_reads_the_body_or_the_error_of_an_answer() -> None:
+    codec = Codec(registry)
+    answer = codec.encode(
+        WireEnvelope(
+            message_id="a-1",
+            type_name=codec.type_name_of(Point(x=1, y=2)),
+            body=Point(x=1, y=2),
+            correlation_id="q-1",
+            created=1.0,
+        )
+    )
+    assert codec.decode_answer(codec.parse(answer)) == (None, Point(x=1, y=2))
+    info = RemoteErrorInfo(type_name="builtins.KeyError", message="'k'", traceback="tb")
+    failed = codec.encode(
+        WireEnvelope(
+            message_id="a-2",
+            type_name="None",
+            body=None,
+            correlation_id="q-2",
+            created=1.0,
+            error=info,
+        )
+    )
+    assert codec.decode_answer(codec.parse(failed)) == (info, None)
+    untyped = proton.Message(id="a-3", creation_time=1.0, body=1).encode()
+    with pytest.raises(MalformedMessage, match="js:type"):
+        codec.decode_answer(codec.parse(untyped))
