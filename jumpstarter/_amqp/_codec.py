@@ -1503,6 +1503,10 @@ _NATIVE: Final = _encode_symbol(NATIVE_CONTENT_TYPE)
 _PICKLE: Final = _encode_symbol(PICKLE_CONTENT_TYPE)
 
 
+_CACHE_SIZE: Final = 1024
+"""How many encoded address pairs and application-property maps a codec keeps."""
+
+
 def _optional_str(value: str | None) -> bytes:
     return _NULL if value is None else _encode_str(value)
 
@@ -1553,7 +1557,7 @@ class Codec:
         assert codec.decode(data).body == msg
     """
 
-    __slots__ = ("_encoder", "lenient", "max_message_size", "registry", "trusted")
+    __slots__ = ("_cache", "_encoder", "lenient", "max_message_size", "registry", "trusted")
 
     def __init__(
         self,
@@ -1565,6 +1569,7 @@ class Codec:
         self.registry = registry if registry is not None else TypeRegistry()
         self.trusted = trusted
         self.max_message_size = max_message_size
+        self._cache: dict[tuple[Any, ...], bytes] = {}
         self.lenient = False
         """Decode the body of an unregistered type as its plain AMQP value (a map,
         usually) instead of refusing it: for tools that only show messages."""
@@ -1614,7 +1619,24 @@ class Codec:
         content_type, body = self._encode_body(envelope.type_name, envelope.body)
         created = _to_ms(envelope.created)
         expires = None if envelope.expires is None else _to_ms(envelope.expires)
+        cache = self._cache
         try:
+            # The fields that repeat from message to message (the addresses of a link,
+            # the application properties of a type) are encoded once and kept.
+            key: tuple[Any, ...] = ("to", envelope.to, envelope.reply_to)
+            addresses = cache.get(key)
+            if addresses is None:
+                addresses = self._remember(
+                    key,
+                    b"".join(
+                        (
+                            _NULL,
+                            _optional_str(envelope.to),
+                            _NULL,
+                            _optional_str(envelope.reply_to),
+                        )
+                    ),
+                )
             properties = _compound(
                 0xC0,
                 0xD0,
@@ -1622,10 +1644,7 @@ class Codec:
                 b"".join(
                     (
                         _encode_str(envelope.message_id),
-                        _NULL,
-                        _optional_str(envelope.to),
-                        _NULL,
-                        _optional_str(envelope.reply_to),
+                        addresses,
                         _optional_str(envelope.correlation_id),
                         content_type,
                         _NULL,
@@ -1634,29 +1653,16 @@ class Codec:
                     )
                 ),
             )
-            application = [_KEY_TYPE, _encode_str(envelope.type_name)]
-            count = 4
-            if envelope.sender is not None:
-                application += (_KEY_SENDER, _encode_str(envelope.sender))
-                count += 2
-            if envelope.trace is not None:
-                application += (_KEY_TRACE, _encode_str(envelope.trace))
-                count += 2
-            application += (_KEY_SETTLE, _TRUE if envelope.settle_after_handled else _FALSE)
             error = envelope.error
-            if error is not None:
-                application += (
-                    _KEY_ERROR_TYPE,
-                    _encode_str(error.type_name),
-                    _KEY_ERROR_MESSAGE,
-                    _encode_str(error.message),
-                    _KEY_ERROR_TRACEBACK,
-                    _encode_str(error.traceback),
-                )
-                count += 6
+            if error is None and envelope.trace is None:
+                key = ("app", envelope.type_name, envelope.sender, envelope.settle_after_handled)
+                application_map = cache.get(key)
+                if application_map is None:
+                    application_map = self._remember(key, self._application_map(envelope))
+            else:
+                application_map = self._application_map(envelope)
         except UnicodeEncodeError as problem:
             raise _malformed(f"a string cannot be encoded as UTF-8: {problem}") from None
-        application_map = _compound(0xC1, 0xD1, count, b"".join(application))
         data = b"".join(
             (
                 _PROPERTIES_PREFIX,
@@ -1715,6 +1721,37 @@ class Codec:
         if content_type is _PICKLE:
             return None
         return _compound(0xC0, 0xD0, 2, _encode_str(name) + value)
+
+    def _remember(self, key: tuple[Any, ...], value: bytes) -> bytes:
+        cache = self._cache
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = value
+        return value
+
+    @staticmethod
+    def _application_map(envelope: WireEnvelope) -> bytes:
+        application = [_KEY_TYPE, _encode_str(envelope.type_name)]
+        count = 4
+        if envelope.sender is not None:
+            application += (_KEY_SENDER, _encode_str(envelope.sender))
+            count += 2
+        if envelope.trace is not None:
+            application += (_KEY_TRACE, _encode_str(envelope.trace))
+            count += 2
+        application += (_KEY_SETTLE, _TRUE if envelope.settle_after_handled else _FALSE)
+        error = envelope.error
+        if error is not None:
+            application += (
+                _KEY_ERROR_TYPE,
+                _encode_str(error.type_name),
+                _KEY_ERROR_MESSAGE,
+                _encode_str(error.message),
+                _KEY_ERROR_TRACEBACK,
+                _encode_str(error.traceback),
+            )
+            count += 6
+        return _compound(0xC1, 0xD1, count, b"".join(application))
 
     def _encode_body(self, name: str, body: Any) -> tuple[bytes, bytes]:
         if name == BATCH_TYPE:

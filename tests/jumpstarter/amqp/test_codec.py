@@ -949,3 +949,29 @@ def test_decode_answer_reads_the_body_or_the_error_of_an_answer() -> None:
     untyped = proton.Message(id="a-3", creation_time=1.0, body=1).encode()
     with pytest.raises(MalformedMessage, match="js:type"):
         codec.decode_answer(codec.parse(untyped))
+
+
+@given(
+    st.lists(
+        st.builds(
+            WireEnvelope,
+            message_id=st.sampled_from(["m-1", "m-2"]),
+            type_name=st.just("str"),
+            body=st.sampled_from(["a", "b"]),
+            to=st.sampled_from([None, "/a/user/x", "/a/user/y"]),
+            reply_to=st.sampled_from([None, "/a/$reply/1"]),
+            correlation_id=st.sampled_from([None, "q-1"]),
+            sender=st.sampled_from([None, "amqp://h:1/a/user/s"]),
+            trace=st.sampled_from([None, "trace-1"]),
+            created=st.just(1.0),
+            settle_after_handled=st.booleans(),
+        ),
+        max_size=20,
+    )
+)
+def test_one_codec_encodes_a_stream_of_different_envelopes_each_as_itself(
+    envelopes: list[WireEnvelope],
+) -> None:
+    codec = Codec(registry)  # what it keeps from one message must not leak into the next
+    for envelope in envelopes:
+        assert codec.decode(codec.encode(envelope)) == envelope
