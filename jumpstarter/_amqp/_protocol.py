@@ -308,13 +308,14 @@ class AMQPConnection:
         dropped.
         """
         transport = self._transport
+        impl = transport._impl
         if not data:
-            if transport.capacity() >= 0:
+            if lib.pn_transport_capacity(impl) >= 0:
                 transport.close_tail()
             return
         view = memoryview(data)
         while view:
-            capacity = transport.capacity()
+            capacity = lib.pn_transport_capacity(impl)
             if capacity < 0:  # input ended: error, close frame or EOF
                 return
             if capacity == 0:  # cannot happen with proton's growing buffer; never spin
@@ -324,10 +325,8 @@ class AMQPConnection:
                 transport.close_tail()
                 return
             chunk = view[:capacity]
-            try:
-                transport.push(chunk)  # type: ignore[arg-type]  # any buffer works
-            except proton.TransportException:  # pragma: no cover - capacity checked above
-                transport.close_tail()
+            if lib.pn_transport_push(impl, ffi.from_buffer(chunk), len(chunk)) < 0:
+                transport.close_tail()  # pragma: no cover - capacity checked above
                 return
             view = view[capacity:]
 
@@ -340,20 +339,23 @@ class AMQPConnection:
         Args:
             max_bytes: return at most this many; the rest waits for the next call.
         """
-        transport = self._transport
+        impl = self._transport._impl
         chunks: list[bytes | bytearray] = []
         remaining = max_bytes
         while remaining is None or remaining > 0:
-            pending = transport.pending()
+            pending = lib.pn_transport_pending(impl)
             if pending <= 0:  # nothing now, or the output has ended
                 break
             if remaining is not None:
                 pending = min(pending, remaining)
                 remaining -= pending
-            chunk = transport.peek(pending)
-            transport.pop(pending)
-            if chunk:
-                chunks.append(chunk)
+            chunk = bytearray(pending)
+            read = lib.pn_transport_peek(impl, ffi.from_buffer(chunk), pending)
+            if read < 0:  # pragma: no cover - pending said there was output
+                break
+            lib.pn_transport_pop(impl, pending)
+            if read:
+                chunks.append(chunk if read == pending else chunk[:read])
         if len(chunks) == 1:
             return bytes(chunks[0])
         return b"".join(chunks)
