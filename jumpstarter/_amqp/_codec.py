@@ -308,6 +308,8 @@ _SECTION_RANK: Final = {
 _PROPERTIES_PREFIX: Final = b"\x00\x53\x73"
 _APPLICATION_PROPERTIES_PREFIX: Final = b"\x00\x53\x74"
 _VALUE_PREFIX: Final = b"\x00\x53\x77"
+_OUR_LAYOUT: Final = b"\x00\x53\x73\xc0"  # the properties section, as a list8
+_APPLICATION_MAP8: Final = b"\x00\x53\x74\xc1"
 
 
 def _malformed(reason: str) -> MalformedMessage:
@@ -866,6 +868,8 @@ class RawMessage:
 
     def _parse(self) -> None:
         data = self.data
+        if data.startswith(_OUR_LAYOUT) and self._parse_our_layout():
+            return
         if not data:
             raise _malformed("the input is empty, not an AMQP message")
         size = len(data)
@@ -923,6 +927,31 @@ class RawMessage:
                     self.body_end = pos
         if self.insert_at < 0:
             self.insert_at = size
+
+    def _parse_our_layout(self) -> bool:
+        """Split a message laid out as :class:`Codec` writes it (properties as a list8,
+        application properties as a map8, one amqp-value); False, having changed
+        nothing, for anything else, which the general reader then takes."""
+        data = self.data
+        end = 5 + data[4]
+        if data[end : end + 4] != _APPLICATION_MAP8:
+            return False
+        map_end = end + 5 + data[end + 4]
+        if data[map_end : map_end + 3] != _VALUE_PREFIX:
+            return False
+        value_end = _skip_value(data, map_end + 3)
+        if value_end != len(data):
+            return False
+        self.properties = _read_items(data, 6, end, data[5], 0)
+        self.application_properties = _to_map(
+            _read_items(data, end + 6, map_end, data[end + 5], 0), end + 3
+        )
+        self.application_span = (end, end + 3, map_end)
+        self.insert_at = self.body_start = map_end
+        self.body_kind = _VALUE
+        self.body_values.append((map_end + 3, value_end))
+        self.body_end = value_end
+        return True
 
     def _descriptor(self, pos: int) -> tuple[int, int]:
         data = self.data

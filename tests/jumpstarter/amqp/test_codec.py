@@ -975,3 +975,21 @@ def test_one_codec_encodes_a_stream_of_different_envelopes_each_as_itself(
     codec = Codec(registry)  # what it keeps from one message must not leak into the next
     for envelope in envelopes:
         assert codec.decode(codec.encode(envelope)) == envelope
+
+
+@given(st.builds(Point, x=int64, y=int64), st.sampled_from([b"", b"\x00\x53\x78\xc1\x01\x00"]))
+def test_a_message_as_written_here_reads_the_same_by_the_short_and_the_general_way(
+    point: Point, footer: bytes
+) -> None:
+    codec = Codec(registry)
+    data = codec.encode(
+        WireEnvelope(message_id="m-1", type_name=codec.type_name_of(point), body=point, created=1.0)
+    )
+    fast = RawMessage.parse(data + footer)  # a footer sends it the general way
+    general = RawMessage.parse(b"\x00\x53\x70\x45" + data + footer)  # so does a header
+    assert fast.properties == general.properties
+    assert fast.application_properties == general.application_properties
+    assert fast.body_value() == general.body_value() == {"x": point.x, "y": point.y}
+    assert codec.decode(fast) == codec.decode(general)
+    span = fast.application_span
+    assert span is not None and data[span[0] : span[0] + 3] == b"\x00\x53\x74"
