@@ -309,6 +309,7 @@ _PROPERTIES_PREFIX: Final = b"\x00\x53\x73"
 _APPLICATION_PROPERTIES_PREFIX: Final = b"\x00\x53\x74"
 _VALUE_PREFIX: Final = b"\x00\x53\x77"
 _OUR_LAYOUT: Final = b"\x00\x53\x73\xc0"  # the properties section, as a list8
+_HEADER_PREFIX: Final = b"\x00\x53\x70"
 _APPLICATION_MAP8: Final = b"\x00\x53\x74\xc1"
 
 
@@ -868,8 +869,13 @@ class RawMessage:
 
     def _parse(self) -> None:
         data = self.data
-        if data.startswith(_OUR_LAYOUT) and self._parse_our_layout():
-            return
+        if data.startswith(_OUR_LAYOUT):
+            if self._parse_our_layout(0):
+                return
+        elif data.startswith(_HEADER_PREFIX):  # a broker's copy of one: a header first
+            start = _skip_value(data, 3)
+            if data.startswith(_OUR_LAYOUT, start) and self._parse_our_layout(start):
+                return
         if not data:
             raise _malformed("the input is empty, not an AMQP message")
         size = len(data)
@@ -928,12 +934,13 @@ class RawMessage:
         if self.insert_at < 0:
             self.insert_at = size
 
-    def _parse_our_layout(self) -> bool:
+    def _parse_our_layout(self, start: int) -> bool:
         """Split a message laid out as :class:`Codec` writes it (properties as a list8,
-        application properties as a map8, one amqp-value); False, having changed
-        nothing, for anything else, which the general reader then takes."""
+        application properties as a map8, one amqp-value) from ``start``, where the
+        properties begin; False, having changed nothing, for anything else, which the
+        general reader then takes."""
         data = self.data
-        end = 5 + data[4]
+        end = start + 5 + data[start + 4]
         if data[end : end + 4] != _APPLICATION_MAP8:
             return False
         map_end = end + 5 + data[end + 4]
@@ -942,7 +949,7 @@ class RawMessage:
         value_end = _skip_value(data, map_end + 3)
         if value_end != len(data):
             return False
-        self.properties = _read_items(data, 6, end, data[5], 0)
+        self.properties = _read_items(data, start + 6, end, data[start + 5], 0)
         self.application_properties = _to_map(
             _read_items(data, end + 6, map_end, data[end + 5], 0), end + 3
         )

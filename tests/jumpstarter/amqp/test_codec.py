@@ -986,7 +986,11 @@ def test_a_message_as_written_here_reads_the_same_by_the_short_and_the_general_w
         WireEnvelope(message_id="m-1", type_name=codec.type_name_of(point), body=point, created=1.0)
     )
     fast = RawMessage.parse(data + footer)  # a footer sends it the general way
-    general = RawMessage.parse(b"\x00\x53\x70\x45" + data + footer)  # so does a header
+    with_header = RawMessage.parse(b"\x00\x53\x70\x45" + data + footer)  # as from a broker
+    general = RawMessage.parse(b"\x00\x53\x72\xc1\x01\x00" + data + footer)  # annotations
+    assert with_header.properties == general.properties
+    assert with_header.application_properties == general.application_properties
+    assert with_header.body_value() == general.body_value()
     assert fast.properties == general.properties
     assert fast.application_properties == general.application_properties
     assert fast.body_value() == general.body_value() == {"x": point.x, "y": point.y}
