@@ -459,16 +459,24 @@ class Connection:
         except RemoteProtocolError as exc:  # the transport failed: news not read yet
             self._dispatch()
             raise ConnectionLost(f"the connection is closed: {exc}") from exc
+        if urgent:
+            self.write_now()
+        else:
+            self._kick()
+        return delivery
+
+    def write_now(self) -> None:
+        """Write what the protocol has to send at once, as far as the socket takes it
+        without waiting (the writer sends the rest); for callers that will not yield
+        to the scheduler soon, or whose peer waits on these bytes."""
         if (
-            urgent
-            and not self._in_reader
+            not self._in_reader
             and self._fd >= 0
             and not (self._sending or self._before_write or self._leftover)
         ):
             self._write_now()
         else:
             self._kick()
-        return delivery
 
     async def open_sender(
         self,
