@@ -22,6 +22,10 @@ keyring), and sends it on a link opened once per target actor, over a connection
 opened once per peer node (:class:`_Peer`). Sending waits for link credit, which is
 how a full mailbox on the far side slows the sender down.
 
+Consecutive tells to one actor are queued on its link (:class:`_OutLink`) and leave
+as one *batch* transfer just before the connection next writes, when both ends agreed
+to it when the link was attached; credit still counts messages.
+
 An ``ask`` also needs a way back: the first ask over a connection opens a
 *dynamic* receiving link, for which the peer makes up a reply address; the ask's
 ``reply-to`` is that address and its ``correlation-id`` names the waiting
