@@ -1062,6 +1062,26 @@ class _InboundLink:
         self.waiting = False
         return False
 
+    def hand_over(self) -> None:
+        """The connection closed: put what waits here in the mailbox after all.
+
+        These messages arrived whole, so they are not lost for want of room (the
+        mailbox holds them beyond its size, at most one credit window more), except
+        those sent "after handled", which their sender sends again.
+        """
+        overflow, self.overflow = self.overflow, deque()
+        cell = self.node.system._registry.get(self.path)
+        for item, _ in overflow:
+            reply = item.reply if type(item) is Envelope else None
+            if isinstance(reply, _BatchPart) or (
+                isinstance(reply, _RemoteReply) and reply.delivery is not None
+            ):
+                continue
+            if cell is not None and cell.accepting:
+                cell.notify(item)
+            else:
+                self.node.drop_item(item, self.path, f"{self.path} stopped")
+
     def drop(self, cell: ActorCell | None) -> None:
         """Hand back what waits here: the recipient stopped."""
         overflow, self.overflow = self.overflow, deque()
@@ -1307,7 +1327,7 @@ class Node:
         self._connections.discard(connection)
         for inbound in self._inbound.pop(connection, {}).values():
             inbound.closed = True
-            inbound.overflow.clear()  # unsettled: an at-least-once sender sends them again
+            inbound.hand_over()
         for address in [a for a, route in self._routes.items() if route[0] is connection]:
             del self._routes[address]
         peer = connection.context

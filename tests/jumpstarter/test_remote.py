@@ -561,3 +561,46 @@ async def test_two_nodes_flooding_each_other_both_ways_never_deadlock():
                 await left_done.wait()
                 await right_done.wait()
         assert left.recent_dead_letters() == right.recent_dead_letters() == ()
+
+
+class Gate(Actor):
+    """Handles nothing until its gate opens, then records what it gets."""
+
+    def __init__(self, gate: trio.Event, seen: list[int]) -> None:
+        self.gate = gate
+        self.seen = seen
+
+    @handler
+    async def slow(self, msg: Slow) -> None:
+        await self.gate.wait()
+        self.seen.append(msg.n)
+
+    @handler
+    def count(self, msg: Balance) -> int:
+        return len(self.seen)
+
+
+async def test_messages_waiting_for_room_are_delivered_even_if_their_connection_closes():
+    gate = trio.Event()
+    seen: list[int] = []
+    async with node("bank") as bank, node("one") as one, node("two") as two:
+        target = await bank.spawn(Gate, gate, seen, name="gate", mailbox_size=4)
+        # two senders, each with credit for the whole (small) mailbox: some of what
+        # they send must wait for room at the bank
+        with trio.fail_after(10):
+            for n in range(4):
+                await one.ref(target.address).tell(Slow(n=n))
+                await two.ref(target.address).tell(Slow(n=100 + n))
+        inbound = [link for links in bank._node._inbound.values() for link in links.values()]
+        with trio.fail_after(10):
+            while not any(link.overflow for link in inbound):  # noqa: ASYNC110 - no event
+                await trio.sleep(0.01)
+        waiting = {item.n for link in inbound for item, _ in link.overflow}
+        for connection in list(bank._node._connections):
+            await connection.stream.aclose()  # both senders are cut off
+        gate.set()
+        async with node("three") as three:  # its ask is handled after the earlier mail
+            with trio.fail_after(10):
+                await three.ref(target.address).ask(Balance(account="-"))
+        assert waiting and waiting <= set(seen)
+        assert bank.recent_dead_letters() == ()
