@@ -320,17 +320,9 @@ class ActorCell(MachineState):
         if system.budget <= 0:
             system.budget = system.BUDGET
             await trio.lowlevel.checkpoint()
-        if (
-            self.active
-            and not self.mailbox
-            and not self.sysq
-            and not self.busy
-            and not SWITCH.enabled
-            and (self.idle or not self.has_runner)
-        ):
-            found = self.actor_class._handler_for(type(message))
-            if found is not None and not found.is_async:
-                return self._handle_inline(found, message, sender)
+        found = self._inline_handler(message)
+        if found is not None:
+            return self._handle_inline(found, message, sender)
         if not self.accepting:
             system._dead_letter(message, self.path, sender, "the recipient is stopped")
             await trio.lowlevel.checkpoint()
@@ -356,23 +348,30 @@ class ActorCell(MachineState):
     def handle_now(self, message: Any, sender: ActorRef | None) -> outcome.Outcome[Any] | None:
         """Handle ``message`` right here, in the caller's task, if the actor is idle and
         its handler is a plain ``def`` (as an ask does); ``None`` if it cannot be."""
-        if not (
+        found = self._inline_handler(message) if self.accepting else None
+        if found is None:
+            return None
+        try:
+            return outcome.Value(self._handle_inline(found, message, sender))
+        except Exception as exc:
+            return outcome.Error(exc)
+
+    def _inline_handler(self, message: Any) -> Handler | None:
+        """The handler to run ``message`` with in the caller's task, if that may be
+        done: the actor is idle, nothing is queued before it, the handler is a plain
+        ``def`` (and logging, which needs the full path, is off)."""
+        if (
             self.active
-            and self.accepting
             and not self.mailbox
             and not self.sysq
             and not self.busy
             and not SWITCH.enabled
             and (self.idle or not self.has_runner)
         ):
-            return None
-        found = self.actor_class._handler_for(type(message))
-        if found is None or found.is_async:
-            return None
-        try:
-            return outcome.Value(self._handle_inline(found, message, sender))
-        except Exception as exc:
-            return outcome.Error(exc)
+            found = self.actor_class._handler_for(type(message))
+            if found is not None and not found.is_async:
+                return found
+        return None
 
     def _handle_inline(self, found: Handler, message: Any, sender: ActorRef | None) -> Any:
         self.received += 1

@@ -923,9 +923,10 @@ class _InboundLink:
         node = self.node
         path = self.path
         envelope = node.read(connection, event, path)
+        cell = node.system._registry.get(path)
         if envelope is None:  # refused; the node settled it
             self.outstanding -= 1
-            self._replenish(node.system._registry.get(path))
+            self._replenish(cell)
             return
         if envelope.type_name == BATCH_TYPE:
             messages: tuple[Any, ...] = envelope.body
@@ -941,47 +942,11 @@ class _InboundLink:
                 return
             items = node.batch_items(connection, event, envelope, messages)
         else:
-            reply_to = envelope.reply_to
-            if (
-                reply_to is not None
-                and envelope.sender is None
-                and envelope.trace is None
-                and not envelope.settle_after_handled
-                and not self.overflow
-            ):
-                # The usual ask: to an idle actor with a plain handler, it is handled
-                # right here and answered in the write that follows.
-                cell = node.system._registry.get(path)
-                result = None if cell is None else cell.handle_now(envelope.body, None)
-                if result is not None:
-                    assert cell is not None
-                    self.outstanding -= 1
-                    if not event.settled:
-                        connection.settle(event.delivery, _ACCEPTED)
-                    node.reply(reply_to, envelope.message_id, result)
-                    self._replenish(cell)
-                    return
+            if not self.overflow and cell is not None and self._handled_now(cell, event, envelope):
+                return
             item = node.item(connection, event, envelope)
-            if type(item) is Envelope and not self.overflow:
-                # An ask (or an after-handled tell) to an idle actor with a plain
-                # handler: handled right away, so its settlement and answer leave in
-                # the write that follows, without waking the actor's task.
-                cell = node.system._registry.get(path)
-                if cell is not None:
-                    result = cell.handle_now(item.message, item.sender)
-                    if result is not None:
-                        self.outstanding -= 1
-                        reply = item.reply
-                        settles = isinstance(reply, _RemoteReply) and reply.delivery is not None
-                        if not settles and not event.settled:
-                            connection.settle(event.delivery, _ACCEPTED)
-                        if reply is not None:
-                            reply.resolve(result)
-                        self._replenish(cell)
-                        return
             items = [item]
         self.outstanding -= len(items)
-        cell = node.system._registry.get(path)
         if cell is None or not cell.accepting:
             node.not_found(connection, event, items, path)
             self._replenish(cell)
@@ -1004,6 +969,30 @@ class _InboundLink:
         for item in items[offered:]:
             overflow.append((item, arrival))
         self._wait(cell)
+
+    def _handled_now(self, cell: ActorCell, event: MessageReceived, envelope: WireEnvelope) -> bool:
+        """Handle an ask (or a message with a sender, or one to settle once handled)
+        right here if its actor is idle and its handler a plain ``def``, so that its
+        settlement and answer leave in the write that follows, without waking the
+        actor's task. Plain tells go to the mailbox, where they are handled in batches.
+        """
+        after_handled = envelope.settle_after_handled and not event.settled
+        reply_to = envelope.reply_to
+        if reply_to is None and envelope.sender is None and not after_handled:
+            return False
+        node = self.node
+        result = cell.handle_now(envelope.body, node._sender_ref(envelope.sender))
+        if result is None:
+            return False
+        self.outstanding -= 1
+        if after_handled:
+            node.settle_handled(self.connection, event.delivery, result)
+        elif not event.settled:
+            self.connection.settle(event.delivery, _ACCEPTED)
+        if reply_to is not None:
+            node.reply(reply_to, envelope.message_id, result)
+        self._replenish(cell)
+        return True
 
     def _replenish(self, cell: ActorCell | None) -> None:
         if cell is None:
@@ -1440,20 +1429,23 @@ class Node:
 
     def answer(self, reply: _RemoteReply, result: outcome.Outcome[Any]) -> None:
         """Send the outcome of a remote ask back, and settle an after-handled delivery."""
-        error = result.error if isinstance(result, outcome.Error) else None
         if reply.delivery is not None:
-            settlement = (
-                _ACCEPTED
-                if error is None
-                else Rejected(
-                    error=ErrorCondition(
-                        name=HANDLER_FAILED, description=f"{type(error).__name__}: {error}"
-                    )
-                )
-            )
-            reply.connection.settle(reply.delivery, settlement)
+            self.settle_handled(reply.connection, reply.delivery, result)
         if reply.reply_to is not None:
             self.reply(reply.reply_to, reply.correlation_id, result)
+
+    def settle_handled(
+        self, connection: Connection, delivery: DeliveryId, result: outcome.Outcome[Any]
+    ) -> None:
+        """Settle a message sent "after handled": accepted, or rejected if it failed."""
+        if isinstance(result, outcome.Error):
+            error = result.error
+            condition = ErrorCondition(
+                name=HANDLER_FAILED, description=f"{type(error).__name__}: {error}"
+            )
+            connection.settle(delivery, Rejected(error=condition))
+        else:
+            connection.settle(delivery, _ACCEPTED)
 
     def reply(self, reply_to: str, correlation_id: str, result: outcome.Outcome[Any]) -> None:
         """Send the outcome of an ask to ``reply_to``: the value, or the error."""

@@ -285,10 +285,10 @@ def test_a_second_signal_stops_at_once_with_exit_code_128_plus_the_signal(
     process.wait_for_line("ready")
     process.send(signal.SIGTERM)
     process.wait_for_line("stuck: stopping")  # the graceful shutdown is under way, and stuck
-    started = time.monotonic()
     process.send(signal.SIGTERM)
+    # finish() fails unless the process exits within PROCESS_TIMEOUT, far below the 600 s
+    # a graceful shutdown could take here
     assert process.finish() == 128 + signal.SIGTERM, process.output
-    assert time.monotonic() - started < 10
     assert "jumpstart: SIGTERM received again; stopping at once" in process.output
     assert "Traceback" not in process.output
 
