@@ -144,12 +144,8 @@ class SenderLink:
             ConnectionLost: the connection closed first.
             LinkRefused: the peer closed the link.
         """
-        connection = self.connection
-        state = connection._link_state(self.link)
-        while connection._credit(self.link) <= 0:
-            state.credit_changed = trio.Event()
-            await state.credit_changed.wait()
-        return connection._send(self.link, body, settled)
+        await self.wait_for_credit()
+        return self.connection._send(self.link, body, settled)
 
     def send_nowait(self, body: bytes, *, settled: bool = False) -> DeliveryId:
         """Send one encoded message now; raises ``trio.WouldBlock`` without credit."""
