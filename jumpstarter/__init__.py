@@ -47,6 +47,7 @@ from ._logging import enable_logging as enable_logging
 from ._logging import logging_enabled as logging_enabled
 from ._messages import DeadLetter as DeadLetter
 from ._messages import HealthChanged as HealthChanged
+from ._messages import PendingReply as PendingReply
 from ._messages import Terminated as Terminated
 from ._node import InsecureNodeWarning as InsecureNodeWarning
 from ._node import InspectRequest as InspectRequest
@@ -111,6 +112,7 @@ __all__ = [
     "OneForAll",
     "OneForOne",
     "PeerUnreachable",
+    "PendingReply",
     "PublishRefused",
     "RemoteError",
     "RemoteSettings",

@@ -19,6 +19,7 @@ from ._supervision import OneForOne, SupervisorStrategy
 
 if TYPE_CHECKING:
     from ._cell import ActorCell
+    from ._messages import PendingReply
     from ._ref import ActorRef
     from ._system import ActorSystem
 
@@ -352,6 +353,29 @@ class Actor:
     def sender(self) -> ActorRef | None:
         """The sender of the message being handled, when the sender gave one."""
         return self._cell.current_sender
+
+    def reply_later(self) -> PendingReply:
+        """Answer the message being handled later, through the returned handle.
+
+        The handler's return value is then not the answer: call ``succeed(value)`` or
+        ``fail(error)`` on the handle when the answer is known, from a later handler or
+        a task. Meanwhile the actor handles its other messages, which is the point: an
+        actor that awaits a slow answer inside a handler blocks its mailbox::
+
+            @handler
+            def wait_for(self, msg: WaitFor) -> None:
+                self.waiting.setdefault(msg.key, []).append(self.reply_later())
+
+            @handler
+            def arrived(self, msg: Arrived) -> None:
+                for pending in self.waiting.pop(msg.key, []):
+                    pending.succeed(msg.value)
+
+        Works the same for local and remote asks. For a tell, answering does nothing.
+        If the handler raises after asking for it, the asker gets the exception, as
+        usual, and the handle's answer is ignored.
+        """
+        return self._cell.defer_reply()
 
     @property
     def lifecycle(self) -> MachineState:

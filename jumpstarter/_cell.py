@@ -62,6 +62,7 @@ from ._messages import (
     Envelope,
     HealthChanged,
     PauseRequest,
+    PendingReply,
     Reply,
     RestartRequest,
     ResumeRequest,
@@ -161,6 +162,7 @@ class ActorCell(MachineState):
     restart_times: deque[float] | None = None
     current_sender: ActorRef | None = None
     current_item: Any = None  # what an awaiting handler is handling
+    deferred: PendingReply | None = None  # the handler asked to answer later
     stop_reason: BaseException | None = None
     start_scope: trio.CancelScope | None = None
     idle_hooks: list[Callable[[], None]] | None = None
@@ -322,7 +324,17 @@ class ActorCell(MachineState):
             await trio.lowlevel.checkpoint()
         found = self._inline_handler(message)
         if found is not None:
-            return self._handle_inline(found, message, sender)
+            result = self._handle_inline(found, message, sender)
+            pending = self.deferred
+            if pending is None:
+                return result
+            self.deferred = None
+            reply = Reply()
+            pending._attach(reply)
+            if timeout is None:
+                timeout = system.ask_timeout
+            system._deadlines.add(trio.current_time() + timeout, reply, self.path, message, timeout)
+            return await reply.wait()
         if not self.accepting:
             system._dead_letter(message, self.path, sender, "the recipient is stopped")
             await trio.lowlevel.checkpoint()
@@ -345,16 +357,32 @@ class ActorCell(MachineState):
         system._deadlines.add(deadline, reply, self.path, message, timeout)
         return await reply.wait()
 
-    def handle_now(self, message: Any, sender: ActorRef | None) -> outcome.Outcome[Any] | None:
+    def handle_now(
+        self, message: Any, sender: ActorRef | None
+    ) -> outcome.Outcome[Any] | PendingReply | None:
         """Handle ``message`` right here, in the caller's task, if the actor is idle and
-        its handler is a plain ``def`` (as an ask does); ``None`` if it cannot be."""
+        its handler is a plain ``def`` (as an ask does); ``None`` if it cannot be. The
+        handler's outcome, or the :class:`PendingReply` it will answer through later."""
         found = self._inline_handler(message) if self.accepting else None
         if found is None:
             return None
         try:
-            return outcome.Value(self._handle_inline(found, message, sender))
+            result = outcome.Value(self._handle_inline(found, message, sender))
         except Exception as exc:
             return outcome.Error(exc)
+        pending = self.deferred
+        if pending is not None:
+            self.deferred = None
+            return pending
+        return result
+
+    def defer_reply(self) -> PendingReply:
+        """The answer to the message being handled, to be given later."""
+        pending = self.deferred
+        if pending is None:
+            item = self.current_item
+            pending = self.deferred = PendingReply(item.reply if type(item) is Envelope else None)
+        return pending
 
     def _inline_handler(self, message: Any) -> Handler | None:
         """The handler to run ``message`` with in the caller's task, if that may be
@@ -377,12 +405,14 @@ class ActorCell(MachineState):
         self.received += 1
         self.busy = True
         self.current_sender = sender
+        self.deferred = None
         try:
             result = found.func(self.actor, message)
         except Exception as exc:
             self.failed += 1
             self.busy = False
             self.current_sender = None
+            self.deferred = None
             self._crash(exc)
             raise
         self.busy = False
@@ -542,6 +572,7 @@ class ActorCell(MachineState):
             return
         self.current_sender = sender
         self.current_item = item
+        self.deferred = None
         try:
             if SWITCH.enabled:
                 result = await self._handle_logged(found, message, trace)
@@ -551,6 +582,7 @@ class ActorCell(MachineState):
                     result = await result
         except Exception as exc:
             self.current_item = None
+            self.deferred = None
             self.failed += 1
             if reply is not None:
                 reply.fail(exc)
@@ -560,7 +592,9 @@ class ActorCell(MachineState):
             self.current_sender = None
         self.current_item = None
         self.handled += 1
-        if reply is not None:
+        if self.deferred is not None:
+            self.deferred = None  # answered through the PendingReply
+        elif reply is not None:
             reply.succeed(result)
 
     async def _handle_logged(self, found: Handler, message: Any, trace: str | None) -> Any:

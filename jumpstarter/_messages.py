@@ -18,7 +18,7 @@ from ._lifecycle import Health
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
-__all__ = ["DeadLetter", "HealthChanged", "Terminated"]
+__all__ = ["DeadLetter", "HealthChanged", "PendingReply", "Terminated"]
 
 
 @attrs.frozen(kw_only=True)
@@ -105,6 +105,54 @@ class Reply:
             return trio.lowlevel.Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+class PendingReply:
+    """The answer to a message, given after its handler has returned.
+
+    A handler gets one from :meth:`Actor.reply_later` when the answer depends on
+    something that has not happened yet (another actor's answer, a task that is still
+    running) and the actor must go on handling other messages meanwhile. Call
+    :meth:`succeed` or :meth:`fail` once, from any handler or task of the actor system;
+    the first answer counts and later ones are ignored. If the message was a tell,
+    answering does nothing. If it is never answered, the asker's timeout applies.
+    """
+
+    __slots__ = ("_early", "_slot", "done")
+
+    def __init__(self, slot: Reply | None) -> None:
+        self._slot = slot
+        self._early: outcome.Outcome[Any] | None = None
+        self.done = False
+        """Whether an answer was given."""
+
+    def __repr__(self) -> str:
+        return f"<PendingReply {'answered' if self.done else 'waiting'}>"
+
+    def succeed(self, value: Any) -> None:
+        """Answer with ``value``: the asker's ``ask`` returns it."""
+        self._resolve(outcome.Value(value))
+
+    def fail(self, error: BaseException) -> None:
+        """Answer with ``error``: the asker's ``ask`` raises it."""
+        self._resolve(outcome.Error(error))
+
+    def _resolve(self, result: outcome.Outcome[Any]) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._slot is not None:
+            self._slot.resolve(result)
+        else:
+            self._early = result
+
+    def _attach(self, slot: Reply) -> None:
+        """Route the answer to ``slot`` (the runtime knows it only after the handler
+        returned when the message was handled in the asker's own task)."""
+        self._slot = slot
+        if self._early is not None:
+            slot.resolve(self._early)
+            self._early = None
 
 
 class Envelope:

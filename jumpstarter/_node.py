@@ -113,7 +113,7 @@ from ._exceptions import (
     RemoteError,
 )
 from ._logging import SWITCH, current_trace
-from ._messages import Envelope, Reply
+from ._messages import Envelope, PendingReply, Reply
 from ._ref import ActorRef
 
 if TYPE_CHECKING:
@@ -985,12 +985,25 @@ class _InboundLink:
         if result is None:
             return False
         self.outstanding -= 1
-        if after_handled:
-            node.settle_handled(self.connection, event.delivery, result)
-        elif not event.settled:
-            self.connection.settle(event.delivery, _ACCEPTED)
-        if reply_to is not None:
-            node.reply(reply_to, envelope.message_id, result)
+        if isinstance(result, PendingReply):  # the handler answers later
+            if not after_handled and not event.settled:
+                self.connection.settle(event.delivery, _ACCEPTED)
+            result._attach(
+                _RemoteReply(
+                    node,
+                    self.connection,
+                    event.delivery if after_handled else None,
+                    reply_to,
+                    envelope.message_id,
+                )
+            )
+        else:
+            if after_handled:
+                node.settle_handled(self.connection, event.delivery, result)
+            elif not event.settled:
+                self.connection.settle(event.delivery, _ACCEPTED)
+            if reply_to is not None:
+                node.reply(reply_to, envelope.message_id, result)
         self._replenish(cell)
         return True
 
