@@ -1,0 +1,202 @@
+"""The messages of celery_actors: commands, documents and the router's requests.
+
+Every message is an ``attrs`` frozen class registered in :data:`PROTOCOL` under a
+versioned name (``celery.<kind>.v1``), so it travels as a plain AMQP 1.0 map that any
+client can write and read (``docs/protocol.md``). A task's arguments and result are
+plain AMQP values: ``None``, booleans, numbers, strings, bytes, lists, maps, and
+instances of classes registered in the app's registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, Literal, TypeVar
+
+import attrs
+
+from jumpstarter import TypeRegistry
+
+__all__ = [
+    "FINAL_STATES",
+    "MESSAGES",
+    "PROTOCOL",
+    "PROTOCOL_VERSION",
+    "AwaitResult",
+    "GetState",
+    "Revoke",
+    "Run",
+    "Submit",
+    "TaskCall",
+    "TaskError",
+    "TaskResult",
+    "TaskStarted",
+    "Terminate",
+    "WorkerUp",
+]
+
+PROTOCOL_VERSION: Final = 1
+"""The version in every message's type name; a change that old peers cannot read
+gets a new one."""
+
+PROTOCOL = TypeRegistry()
+"""The registry of the protocol's messages; an app's registry starts from it."""
+
+TaskState = Literal["pending", "received", "running", "retrying", "succeeded", "failed", "revoked"]
+"""Where a task is: ``pending`` (accepted, not sent to a worker yet), ``received`` (a
+worker has it), ``running``, ``retrying`` (failed, will run again after a delay), then
+one of the final states ``succeeded``, ``failed`` or ``revoked``."""
+
+FINAL_STATES: Final = frozenset({"succeeded", "failed", "revoked"})
+
+
+MESSAGES: Final[dict[type, str]] = {}
+"""Every message class of the protocol, with the type name it travels under."""
+
+_T = TypeVar("_T")
+
+
+def _message(kind: str) -> Callable[[type[_T]], type[_T]]:
+    name = f"celery.{kind}.v{PROTOCOL_VERSION}"
+
+    def register(cls: type[_T]) -> type[_T]:
+        MESSAGES[cls] = name
+        return PROTOCOL.register(cls, name)
+
+    return register
+
+
+@_message("call")
+@attrs.frozen(kw_only=True)
+class TaskCall:
+    """A command: run task ``task`` with ``args`` and ``kwargs``.
+
+    ``id`` identifies the call everywhere (results, revocation, deduplication); a
+    call sent twice with the same id runs once. Times are seconds since the epoch.
+    """
+
+    id: str
+    task: str
+    args: list[Any] = attrs.field(factory=list)
+    kwargs: dict[str, Any] = attrs.field(factory=dict)
+    eta: float | None = None
+    """Do not start before this time."""
+    expires: float | None = None
+    """Do not start after this time: the call is revoked instead."""
+    priority: int = 0
+    """Higher runs first among calls waiting for a worker (0 to 9)."""
+    queue: str = "default"
+    attempt: int = 0
+    """How many times it has run already (0 for the first run)."""
+
+
+@_message("error")
+@attrs.frozen(kw_only=True)
+class TaskError:
+    """Why a task failed: its exception's type (``module.QualName``), message and
+    traceback, as text."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@_message("result")
+@attrs.frozen(kw_only=True)
+class TaskResult:
+    """A document: how a call ended.
+
+    ``state`` is ``succeeded`` (``value`` holds the return value), ``failed``
+    (``error`` says why; ``quarantined`` if it failed for good after its retries or at a
+    poisonous step), ``revoked``, or ``retrying`` (from a worker: run it again in
+    ``retry_in`` seconds).
+    """
+
+    id: str
+    task: str
+    state: TaskState
+    value: Any = None
+    error: TaskError | None = None
+    attempt: int = 0
+    retry_in: float | None = None
+    quarantined: bool = False
+    worker: str = ""
+    finished: float = 0.0
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+# -- requests to the router
+
+
+@_message("submit")
+@attrs.frozen
+class Submit:
+    """Run ``call``; the router answers ``True`` once it holds the call."""
+
+    call: TaskCall
+
+
+@_message("await-result")
+@attrs.frozen
+class AwaitResult:
+    """Answered with the call's :class:`TaskResult` once it has a final one."""
+
+    id: str
+
+
+@_message("get-state")
+@attrs.frozen
+class GetState:
+    """Answered with the call's state now (``pending`` if the router never saw it)."""
+
+    id: str
+
+
+@_message("revoke")
+@attrs.frozen
+class Revoke:
+    """Do not run the call; with ``terminate``, cancel it if it is running. Answered
+    with ``True`` if the call was revoked, ``False`` if it had already finished."""
+
+    id: str
+    terminate: bool = False
+
+
+@_message("worker-up")
+@attrs.frozen(kw_only=True)
+class WorkerUp:
+    """A worker offers to run up to ``capacity`` calls of ``tasks`` at once."""
+
+    address: str
+    capacity: int
+    tasks: list[str]
+
+
+@_message("task-started")
+@attrs.frozen
+class TaskStarted:
+    """A worker started running a call."""
+
+    id: str
+    worker: str
+
+
+# -- requests to a worker
+
+
+@_message("run")
+@attrs.frozen
+class Run:
+    """Run ``call``; answered with its :class:`TaskResult` when it ends."""
+
+    call: TaskCall
+
+
+@_message("terminate")
+@attrs.frozen
+class Terminate:
+    """Cancel the running call ``id``; it ends ``revoked``."""
+
+    id: str
