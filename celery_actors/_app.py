@@ -13,7 +13,14 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import attrs
 
-from jumpstarter import ActorRef, ActorSystem, AskTimeout, RemoteSettings, TypeRegistry
+from jumpstarter import (
+    ActorRef,
+    ActorSystem,
+    AskTimeout,
+    RemoteSettings,
+    RunPlan,
+    TypeRegistry,
+)
 
 from ._clock import wall_time
 from ._errors import NotConnected, ResultTimeout, TaskFailed, TaskRevoked
@@ -326,6 +333,13 @@ class App:
             client.closed = True
             _current.reset(token)
             self._client = previous
+
+    def jumpstart_plan(self, options: Sequence[str]) -> RunPlan:
+        """What ``jumpstart run MODULE:APP [--role router|worker|all] ...`` runs: see
+        ``jumpstart run`` and ``docs/workers.md``."""
+        from ._cli import plan
+
+        return plan(self, options)
 
     # -- roles
 

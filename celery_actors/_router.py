@@ -309,10 +309,13 @@ class Router(Actor):
     @handler
     def worker_up(self, msg: WorkerUp) -> bool:
         known = self.workers.get(msg.address)
-        running = known.running if known is not None else set()
-        ref = self.system.ref(msg.address)
-        self.workers[msg.address] = _Worker(ref, msg.capacity, frozenset(msg.tasks), running)
-        _logger.info("worker %s is up: %d slots", msg.address, msg.capacity)
+        if known is None:
+            ref = self.system.ref(msg.address)
+            self.workers[msg.address] = _Worker(ref, msg.capacity, frozenset(msg.tasks))
+            _logger.info("worker %s is up: %d slots", msg.address, msg.capacity)
+        else:
+            known.capacity = msg.capacity
+            known.tasks = frozenset(msg.tasks)
         self._dispatch()
         return True
 

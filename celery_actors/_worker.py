@@ -10,6 +10,7 @@ failed | retrying | revoked``) and whose answer to the router's ask is the call'
 from __future__ import annotations
 
 import functools
+import logging
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from jumpstarter import (
     Actor,
     ActorRef,
     ActorStopped,
+    JumpstarterError,
     PendingReply,
     StateMachine,
     handler,
@@ -34,6 +36,11 @@ if TYPE_CHECKING:
     from ._app import App, Task
 
 __all__ = ["TASK_STATES", "TaskRun", "Worker"]
+
+_logger = logging.getLogger("celery_actors.worker")
+
+_ANNOUNCE_EVERY = 2.0  # seconds between two WorkerUp to the router
+_RETRY_FIRST = 0.1  # seconds before trying again to reach the router, doubled each time
 
 TASK_STATES = StateMachine(
     name="task",
@@ -68,14 +75,27 @@ class Worker(Actor):
         self.threads = trio.CapacityLimiter(threads)
         self.runs: dict[str, ActorRef] = {}
 
-    async def on_start(self) -> None:
-        await self.router.ask(
-            WorkerUp(
-                address=self.ref.address,
-                capacity=self.concurrency,
-                tasks=sorted(self.app.tasks),
-            )
+    def on_start(self) -> None:
+        self.start_task(self._announce)
+
+    async def _announce(self) -> None:
+        """Tell the router this worker is up, again every few seconds: a router that
+        restarted (or was not up yet) learns of it that way."""
+        offer = WorkerUp(
+            address=self.ref.address, capacity=self.concurrency, tasks=sorted(self.app.tasks)
         )
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                await self.router.ask(offer, timeout=_ANNOUNCE_EVERY)
+            except (JumpstarterError, OSError) as exc:
+                if delay == _RETRY_FIRST:
+                    _logger.warning("cannot reach the router at %s: %s", self.router.address, exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, _ANNOUNCE_EVERY)
+            else:
+                delay = _RETRY_FIRST
+                await trio.sleep(_ANNOUNCE_EVERY)
 
     @handler
     def run(self, msg: Run) -> None:

@@ -53,6 +53,8 @@ from ._node import InsecureNodeWarning as InsecureNodeWarning
 from ._node import InspectRequest as InspectRequest
 from ._node import RemoteSettings as RemoteSettings
 from ._ref import ActorRef as ActorRef
+from ._runplan import Runnable as Runnable
+from ._runplan import RunPlan as RunPlan
 from ._statemachine import MachineState as MachineState
 from ._statemachine import State as State
 from ._statemachine import StateMachine as StateMachine
@@ -117,6 +119,8 @@ __all__ = [
     "RemoteError",
     "RemoteSettings",
     "RestForOne",
+    "RunPlan",
+    "Runnable",
     "State",
     "StateMachine",
     "SubscribeDeadLetters",

@@ -50,6 +50,7 @@ from ._exceptions import InvalidActorPath, JumpstarterError
 from ._lifecycle import LIFECYCLE
 from ._logging import disable_logging, enable_logging
 from ._node import InspectRequest, RemoteSettings
+from ._runplan import Runnable
 from ._statemachine import StateMachine
 from ._system import ActorSystem
 
@@ -477,7 +478,7 @@ def main() -> None:
     """Run jumpstarter actor systems and draw their state machines."""
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("target", metavar="MODULE:FACTORY")
 @click.option(
     "--name", metavar="NAME", help="The actor system's name.  [default: the module's name]"
@@ -509,7 +510,10 @@ def main() -> None:
     "[default: MODULE's 'registry', if it has one]",
 )
 @_remote_options
+@click.pass_context
 def run(
+    ctx: click.Context,
+    /,
     target: str,
     name: str | None,
     shutdown_timeout: float,
@@ -532,16 +536,37 @@ def run(
     amqp://HOST:PORT/NAME/PATH; the messages that travel are the classes of
     MODULE's TypeRegistry (--registry).
 
+    MODULE:FACTORY may also name an application object (one with a
+    ``jumpstart_plan`` method, such as a task app): the options this
+    command does not know are its own (e.g. --role worker), and it says which
+    system to start and what to run in it.
+
     \b
     Examples:
         jumpstart run examples.hello:main
         jumpstart run examples.bank:serve --listen 127.0.0.1:5700
+        jumpstart run myapp.tasks:app --role worker --concurrency 20
     """
-    factory = load_factory(target)
     module_name = target.partition(":")[0].strip()
-    system_name = name if name is not None else module_name
-    registry = _load_registry(registry_spec, module_name)
     remote = _remote_settings(**remote_options)
+    obj = load_object(target, what="FACTORY")
+    if isinstance(obj, Runnable):
+        plan = obj.jumpstart_plan(list(ctx.args))
+        factory = plan.factory
+        system_name = name if name is not None else plan.name
+        listen = listen if listen is not None else plan.listen
+        if registry_spec is not None:
+            registry = _load_registry(registry_spec, module_name)
+        else:
+            registry = plan.registry or _load_registry(None, module_name)
+        if plan.remote is not None and remote.tls is None and remote.signing is None:
+            remote = plan.remote
+    else:
+        if ctx.args:
+            raise click.NoSuchOption(ctx.args[0], ctx=ctx)
+        factory = load_factory(target)
+        system_name = name if name is not None else module_name
+        registry = _load_registry(registry_spec, module_name)
     try:
         system = ActorSystem(
             system_name,
