@@ -309,7 +309,11 @@ class App:
 
         The code paths are those of separate processes except the transport.
         """
-        async with ActorSystem(self.name, registry=self.registry) as system:
+        sinks = list(sinks) if sinks else [MemorySink()]
+        async with contextlib.AsyncExitStack() as stack:
+            for sink in sinks:
+                stack.push_async_callback(sink.aclose)
+            system = await stack.enter_async_context(ActorSystem(self.name, registry=self.registry))
             router = await self.start_router(system, sinks=sinks)
             for number in range(workers):
                 await self.start_worker(
@@ -350,6 +354,8 @@ class App:
 
         Args:
             sinks: where final results are stored; a :class:`MemorySink` by default.
+                The router keeps them open; closing them is the caller's business
+                (:meth:`local` closes its own when it ends).
         """
         from ._router import Router
 

@@ -9,6 +9,7 @@ instances of classes registered in the app's registry.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar
 
@@ -99,6 +100,15 @@ class TaskError:
     message: str
     traceback: str = ""
 
+    @classmethod
+    def from_exception(cls, error: BaseException, *, with_traceback: bool = True) -> TaskError:
+        kind = type(error)
+        return cls(
+            type=f"{kind.__module__}.{kind.__qualname__}",
+            message=str(error),
+            traceback="".join(traceback.format_exception(error)) if with_traceback else "",
+        )
+
 
 @_message("result")
 @attrs.frozen(kw_only=True)
@@ -125,6 +135,18 @@ class TaskResult:
     @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
+
+    @classmethod
+    def of(cls, call: TaskCall, state: TaskState, finished: float, **fields: Any) -> TaskResult:
+        """The result of ``call`` in ``state``, ended at ``finished``."""
+        return cls(
+            id=call.id,
+            task=call.task,
+            state=state,
+            attempt=call.attempt,
+            finished=finished,
+            **fields,
+        )
 
 
 # -- requests to the router

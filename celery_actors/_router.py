@@ -22,6 +22,7 @@ from jumpstarter import (
     ActorRef,
     ActorStopped,
     AskTimeout,
+    JumpstarterError,
     PeerUnreachable,
     PendingReply,
     handler,
@@ -114,10 +115,6 @@ class Router(Actor):
         self.ready: list[tuple[int, int, str]] = []  # (-priority, arrival, id)
         self.arrivals = itertools.count()
 
-    async def on_stop(self) -> None:
-        for sink in self.sinks:
-            await sink.aclose()
-
     # -- calls
 
     @handler
@@ -185,8 +182,8 @@ class Router(Actor):
         except (PeerUnreachable, ActorStopped, AskTimeout) as exc:
             await self.ref.tell(_Lost(call.id, worker.address, str(exc)))
         except Exception as exc:  # the worker could not even answer (its result did not encode)
-            error = TaskError(type=_type_name(exc), message=str(exc))
-            result = TaskResult(id=call.id, task=call.task, state="failed", error=error)
+            error = TaskError.from_exception(exc, with_traceback=False)
+            result = TaskResult.of(call, "failed", wall_time(), error=error)
             await self.ref.tell(_Ended(result, worker.address))
         else:
             await self.ref.tell(_Ended(result, worker.address))
@@ -236,7 +233,16 @@ class Router(Actor):
 
     async def _store(self, entry: _Call, result: TaskResult) -> None:
         for sink in self.sinks:
-            await sink.store(result)
+            try:
+                await sink.store(result)
+            except Exception as exc:  # one sink's trouble must not cost the router its calls
+                _logger.error(
+                    "sink %r could not store the result of %s[%s]: %s",
+                    sink,
+                    result.task,
+                    result.id,
+                    exc,
+                )
         self._finish(entry, result)
 
     def _finish(self, entry: _Call, result: TaskResult) -> None:
@@ -249,14 +255,8 @@ class Router(Actor):
 
     @staticmethod
     def _revoked(call: TaskCall, why: str) -> TaskResult:
-        return TaskResult(
-            id=call.id,
-            task=call.task,
-            state="revoked",
-            error=TaskError(type="celery_actors.TaskRevoked", message=why),
-            attempt=call.attempt,
-            finished=wall_time(),
-        )
+        error = TaskError(type="celery_actors.TaskRevoked", message=why)
+        return TaskResult.of(call, "revoked", wall_time(), error=error)
 
     # -- questions and revocation
 
@@ -310,7 +310,11 @@ class Router(Actor):
     def worker_up(self, msg: WorkerUp) -> bool:
         known = self.workers.get(msg.address)
         if known is None:
-            ref = self.system.ref(msg.address)
+            try:
+                ref = self.system.ref(msg.address)
+            except JumpstarterError as exc:  # it stopped meanwhile, or a bad address
+                _logger.warning("ignored worker %s: %s", msg.address, exc)
+                return False
             self.workers[msg.address] = _Worker(ref, msg.capacity, frozenset(msg.tasks))
             _logger.info("worker %s is up: %d slots", msg.address, msg.capacity)
         else:
@@ -318,8 +322,3 @@ class Router(Actor):
             known.tasks = frozenset(msg.tasks)
         self._dispatch()
         return True
-
-
-def _type_name(error: BaseException) -> str:
-    kind = type(error)
-    return f"{kind.__module__}.{kind.__qualname__}"

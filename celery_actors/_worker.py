@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import traceback
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -29,7 +28,16 @@ from jumpstarter import (
 
 from ._clock import wall_time
 from ._errors import TimeLimitExceeded
-from ._protocol import Run, TaskCall, TaskError, TaskResult, TaskStarted, Terminate, WorkerUp
+from ._protocol import (
+    Run,
+    TaskCall,
+    TaskError,
+    TaskResult,
+    TaskStarted,
+    TaskState,
+    Terminate,
+    WorkerUp,
+)
 from ._retry import decide
 
 if TYPE_CHECKING:
@@ -103,8 +111,12 @@ class Worker(Actor):
         pending = self.reply_later()
         task = self.app.tasks.get(call.task)
         if task is None:
+            why = TaskError(
+                type="celery_actors.TaskNotRegistered",
+                message=f"no task named {call.task!r} on this worker",
+            )
             pending.succeed(
-                _failed(call, f"no task named {call.task!r} on this worker", self.ref.address)
+                TaskResult.of(call, "failed", wall_time(), error=why, worker=self.ref.address)
             )
             return
         self.runs[call.id] = self.spawn_soon(functools.partial(TaskRun, self, task, call, pending))
@@ -145,9 +157,8 @@ class TaskRun(Actor):
 
     async def _execute(self) -> None:
         call, task = self.call, self.task
-        worker_address = self.worker.ref.address
         self.state.fire("start")
-        await self.worker.router.tell(TaskStarted(call.id, worker_address))
+        await self.worker.router.tell(TaskStarted(call.id, self.worker.ref.address))
         try:
             with self.scope:
                 with trio.fail_after(task.time_limit or float("inf")):
@@ -160,28 +171,13 @@ class TaskRun(Actor):
         else:
             if self.scope.cancelled_caught:
                 self.state.fire("revoke")
-                result = TaskResult(
-                    id=call.id,
-                    task=call.task,
-                    state="revoked",
-                    error=TaskError(
-                        type="celery_actors.TaskRevoked", message="terminated while running"
-                    ),
-                    attempt=call.attempt,
-                    worker=worker_address,
-                    finished=wall_time(),
+                why = TaskError(
+                    type="celery_actors.TaskRevoked", message="terminated while running"
                 )
+                result = self._result("revoked", error=why)
             else:
                 self.state.fire("succeed")
-                result = TaskResult(
-                    id=call.id,
-                    task=call.task,
-                    state="succeeded",
-                    value=value,
-                    attempt=call.attempt,
-                    worker=worker_address,
-                    finished=wall_time(),
-                )
+                result = self._result("succeeded", value=value)
         self.pending.succeed(result)
         self.stop()
 
@@ -196,50 +192,16 @@ class TaskRun(Actor):
         )
 
     def _failure(self, error: Exception, *, retry: bool) -> TaskResult:
-        call = self.call
-        info = TaskError(
-            type=_type_name(error),
-            message=str(error),
-            traceback="".join(traceback.format_exception(error)),
-        )
-        decision = decide(error, call.attempt, self.task.retry) if retry else None
+        info = TaskError.from_exception(error)
+        decision = decide(error, self.call.attempt, self.task.retry) if retry else None
         if decision is not None and decision.retry_in is not None:
             self.state.fire("retry")
-            return TaskResult(
-                id=call.id,
-                task=call.task,
-                state="retrying",
-                error=info,
-                attempt=call.attempt,
-                retry_in=decision.retry_in,
-                worker=self.worker.ref.address,
-                finished=wall_time(),
-            )
+            return self._result("retrying", error=info, retry_in=decision.retry_in)
         self.state.fire("fail")
-        return TaskResult(
-            id=call.id,
-            task=call.task,
-            state="failed",
-            error=info,
-            attempt=call.attempt,
-            quarantined=decision.quarantine if decision is not None else False,
-            worker=self.worker.ref.address,
-            finished=wall_time(),
+        quarantined = decision.quarantine if decision is not None else False
+        return self._result("failed", error=info, quarantined=quarantined)
+
+    def _result(self, state: TaskState, **fields: Any) -> TaskResult:
+        return TaskResult.of(
+            self.call, state, wall_time(), worker=self.worker.ref.address, **fields
         )
-
-
-def _failed(call: TaskCall, why: str, worker: str) -> TaskResult:
-    return TaskResult(
-        id=call.id,
-        task=call.task,
-        state="failed",
-        error=TaskError(type="celery_actors.TaskNotRegistered", message=why),
-        attempt=call.attempt,
-        worker=worker,
-        finished=wall_time(),
-    )
-
-
-def _type_name(error: BaseException) -> str:
-    kind = type(error)
-    return f"{kind.__module__}.{kind.__qualname__}"

@@ -10,7 +10,7 @@ from collections import Counter
 import attrs
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from celery_actors import (
@@ -75,8 +75,16 @@ operations = st.one_of(
 )
 
 
+WORKER_GONE_BEFORE_ITS_OFFER = [
+    *(StartWorker(), Call(0, 0.0), StartWorker(), StartWorker(), Call(0, 0.0)),
+    *(StartWorker(), StopWorker(4)),
+]
+"""Found once: a worker stopped while its first WorkerUp waited in the router's mailbox."""
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(operations, max_size=40))
+@example(WORKER_GONE_BEFORE_ITS_OFFER)
 def test_every_call_ends_once_as_its_failures_and_revocation_say(steps):
     completed.clear()
     failing.clear()
@@ -127,5 +135,7 @@ def test_every_call_ends_once_as_its_failures_and_revocation_say(steps):
                 assert completed[key] == call.failures + 1, f"{key} ran too often"
                 # a call that ended is stored once, and is final
                 assert (await sink.load(call_id)) == handle.document
+            router = client.system.statistics().actors["/user/router"]
+            assert (router.failed, router.restarts) == (0, 0)  # its state never got lost
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
