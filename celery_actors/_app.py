@@ -107,6 +107,45 @@ class Task(Generic[P, R]):
         """Run the task on a worker with these arguments; see :meth:`apply_async`."""
         return await self.apply_async(args, kwargs)
 
+    def make_call(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: float | None = None,
+        expires: float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> TaskCall:
+        """The :class:`TaskCall` message that runs this task with these arguments.
+
+        Args:
+            countdown: start no sooner than this many seconds from now.
+            eta: start no sooner than this time (seconds since the epoch).
+            expires: seconds from now (or, above one year, a time since the epoch)
+                after which the call is revoked instead of started.
+            priority: 0 to 9; higher starts first among waiting calls.
+            queue: the queue the call goes to (brokers), ``"default"`` otherwise.
+            task_id: the call's id; a call sent again with the same id runs once.
+        """
+        now = wall_time()
+        if countdown is not None:
+            eta = now + countdown
+        if expires is not None and expires < _FOREVER:
+            expires = now + expires
+        return TaskCall(
+            id=task_id or uuid.uuid4().hex,
+            task=self.name,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            eta=eta,
+            expires=expires,
+            priority=self.priority if priority is None else priority,
+            queue=queue or self.queue,
+        )
+
     async def apply_async(
         self,
         args: Sequence[Any] = (),
@@ -123,34 +162,21 @@ class Task(Generic[P, R]):
 
         Returns once the router holds the call (it will run at least once, even if the
         caller goes away). Arguments must be plain values (see ``docs/protocol.md``).
-
-        Args:
-            countdown: start no sooner than this many seconds from now.
-            eta: start no sooner than this time (seconds since the epoch).
-            expires: seconds from now (or, above one year, a time since the epoch)
-                after which the call is revoked instead of started.
-            priority: 0 to 9; higher starts first among waiting calls.
-            queue: the queue the call goes to (brokers), ``"default"`` otherwise.
-            task_id: the call's id; a call sent again with the same id runs once.
+        The options are those of :meth:`make_call`.
 
         Raises:
             NotConnected: no client of the app is open (``async with app.connect()``
                 or ``app.local()``).
         """
-        now = wall_time()
-        if countdown is not None:
-            eta = now + countdown
-        if expires is not None and expires < _FOREVER:
-            expires = now + expires
-        call = TaskCall(
-            id=task_id or uuid.uuid4().hex,
-            task=self.name,
-            args=list(args),
-            kwargs=dict(kwargs or {}),
+        call = self.make_call(
+            args,
+            kwargs,
+            countdown=countdown,
             eta=eta,
             expires=expires,
-            priority=self.priority if priority is None else priority,
-            queue=queue or self.queue,
+            priority=priority,
+            queue=queue,
+            task_id=task_id,
         )
         return await self.app.client().submit(call)
 
