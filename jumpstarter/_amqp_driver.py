@@ -480,6 +480,7 @@ class Connection:
         *,
         presettled: bool = False,
         properties: Mapping[str, Any] | None = None,
+        durable: bool = False,
     ) -> SenderLink:
         """Open a link to ``address`` on the peer and wait until it is attached.
 
@@ -487,16 +488,18 @@ class Connection:
             LinkRefused: the peer refused it (for an unknown address: ``amqp:not-found``).
             ConnectionLost: the connection closed first.
         """
-        link = self.protocol.open_sender(address, presettled=presettled, properties=properties)
+        link = self.protocol.open_sender(
+            address, presettled=presettled, properties=properties, durable=durable
+        )
         state = self._link_state(link)
         self._kick()
         await state.opened.wait()
         self._check_usable(link)
         return SenderLink(self, link, address)
 
-    def open_receiver(self, address: str, *, credit: int) -> LinkId:
+    def open_receiver(self, address: str, *, credit: int, durable: bool = False) -> LinkId:
         """Open a link to receive from ``address``; messages go to the handler."""
-        link = self.protocol.open_receiver(address, credit=credit)
+        link = self.protocol.open_receiver(address, credit=credit, durable=durable)
         self._link_state(link)
         self._kick()
         return link

@@ -25,9 +25,9 @@ broker sends at most that many messages before we settle one, and every settled
 delivery gives one credit back. So ``prefetch`` bounds both the memory a consumer
 holds and the number of messages unsettled at the broker.
 
-Deliveries go to the actor with ``ask``, one at a time and in the order they
-arrived, and each is settled only once the handler has returned, so a message is
-never lost to a crash: *at least once*. The outcome follows what happened:
+Deliveries go to the actor with ``ask``, by default one at a time and in the
+order they arrived, and each is settled only once the handler has returned, so a
+message is never lost to a crash: *at least once*. The outcome follows what happened:
 
 ==============================  ===============================================
 what happened                   outcome sent to the broker
@@ -48,6 +48,10 @@ Why one ask at a time: an actor handles one message at a time anyway, and trio
 starts tasks in no particular order, so asking concurrently would scramble the
 order of the mailbox without making the actor any faster. The broker's round trip
 is hidden all the same, because up to ``prefetch`` deliveries wait here already.
+The exception is an actor that answers later (``Actor.reply_later``): it takes a
+message, starts the work and goes on with its mailbox, and the ask ends when the
+work does. Such an actor consumes with ``concurrency`` above 1, so that that many
+asks wait at once; each delivery is then settled as soon as its own ask ends.
 
 Links that close under us
 -------------------------
@@ -73,7 +77,7 @@ import math
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, Literal, final
 
 import attrs
@@ -225,6 +229,10 @@ class BrokerSettings:
             many (ActiveMQ Artemis, RabbitMQ 3.13 and later). RabbitMQ's AMQP 1.0
             plugin before 3.13 does not know the modified outcome and ends the
             session when it gets one.
+        durable_queues: ask for durable nodes when attaching links, so that a
+            queue the broker makes for an address (RabbitMQ: ``/queue/NAME``) is
+            durable and keeps its messages across a broker restart. An existing
+            queue must match: RabbitMQ refuses a durable link to a transient queue.
     """
 
     host: str = "127.0.0.1"
@@ -238,6 +246,7 @@ class BrokerSettings:
     failure_outcome: FailureOutcome = attrs.field(
         default="released", validator=_check_failure_outcome
     )
+    durable_queues: bool = False
 
     @classmethod
     def from_url(
@@ -248,6 +257,7 @@ class BrokerSettings:
         container_id: str | None = None,
         tls: TLSConfig | None = None,
         failure_outcome: FailureOutcome = "released",
+        durable_queues: bool = False,
     ) -> BrokerSettings:
         """Settings from ``amqp[s]://[USER[:PASSWORD]@]HOST[:PORT][/VHOST]``.
 
@@ -303,6 +313,7 @@ class BrokerSettings:
             idle_timeout=idle_timeout,
             tls=(tls if tls is not None else TLSConfig()) if secure else None,
             failure_outcome=failure_outcome,
+            durable_queues=durable_queues,
             **options,
         )
 
@@ -436,10 +447,12 @@ class _ReceiverLink:
     driver's own bookkeeping, all here.
     """
 
-    def __init__(self, connection: Connection, address: str, credit: int) -> None:
+    def __init__(
+        self, connection: Connection, address: str, credit: int, *, durable: bool = False
+    ) -> None:
         self.connection = connection
         self.address = address
-        self.link = connection.open_receiver(address, credit=credit)
+        self.link = connection.open_receiver(address, credit=credit, durable=durable)
         self._state = connection._link_state(self.link)
 
     @property
@@ -587,6 +600,73 @@ class Broker:
                 outcome,
             )
 
+    async def publish_many(
+        self, messages: Sequence[tuple[str, Any, str]], *, durable: bool = True
+    ) -> list[Outcome]:
+        """Publish ``(address, message, message_id)`` triples in order, pipelined, and
+        return the broker's outcome for each, in the same order.
+
+        The messages leave one after the other without waiting for each outcome
+        (credit permitting), so a batch costs about one round trip to the broker, not
+        one per message; each is then settled on its own: check every outcome
+        (:class:`~jumpstarter._amqp.Accepted` means the broker has it).
+
+        Raises:
+            AddressRefused: the broker refused the link to one of the addresses.
+            BrokerConnectionError: the connection was lost before every outcome came
+                back (any of the messages may or may not have arrived) or is closed.
+            CodecError: a message cannot be encoded (nothing was sent from it on).
+        """
+        self._check_open()
+        connection = self._connection
+        waiting: list[tuple[dict[int, Any], int, trio.Event, list[Outcome], str]] = []
+        try:
+            for address, message, message_id in messages:
+                data = self.codec.encode(
+                    WireEnvelope(
+                        message_id=message_id,
+                        type_name=self.codec.type_name_of(message),
+                        body=message,
+                        created=time.time(),
+                        trace=current_trace() if SWITCH.enabled else None,
+                    )
+                )
+                if durable:
+                    data = _DURABLE_HEADER + data
+                sender = await self._sender(address)
+                outcomes = connection._link_state(sender.link).outcomes
+                delivery = await sender.send(data)
+                done, box = trio.Event(), list[Outcome]()
+                outcomes[delivery.number] = (done, box)
+                waiting.append((outcomes, delivery.number, done, box, address))
+            results = []
+            for _, _, done, box, address in waiting:
+                await done.wait()
+                if not box:
+                    raise ConnectionLost(
+                        f"the link to {address} closed before the broker settled a message"
+                    )
+                results.append(box[0])
+            return results
+        except BrokerError:
+            raise
+        except LinkRefused as error:  # the broker ended the session: links open anew
+            self._senders.clear()
+            raise BrokerConnectionError(
+                f"the broker closed a link to {self.settings.url} before it settled every "
+                f"message of a batch ({error}); each may or may not have arrived: publish "
+                "them again"
+            ) from error
+        except ConnectionLost as error:
+            raise self._lost(
+                error,
+                "before the broker settled every message of a batch; each may or may not "
+                "have arrived: publish them again",
+            ) from error
+        finally:
+            for outcomes, number, *_ in waiting:
+                outcomes.pop(number, None)
+
     async def _publish(
         self, address: str, message: Any, message_id: str, type_name: str, durable: bool
     ) -> Outcome:
@@ -635,7 +715,9 @@ class Broker:
             if sender is not None:
                 return sender
             try:
-                sender = await self._connection.open_sender(address)
+                sender = await self._connection.open_sender(
+                    address, durable=self.settings.durable_queues
+                )
             except LinkRefused as error:
                 raise AddressRefused(
                     f"the broker refused to take messages for {address}: {error}; check the "
@@ -658,6 +740,7 @@ class Broker:
         *,
         prefetch: int = 100,
         ask_timeout: float | None = None,
+        concurrency: int = 1,
         task_status: trio.TaskStatus[Consumer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Deliver the messages of ``address`` to the actor ``ref``, at least once.
@@ -687,19 +770,28 @@ class Broker:
                 one is settled (at least 1).
             ask_timeout: how long one message may take to be handled (``None``: the
                 actor system's ``ask_timeout``); a timeout counts as a failure.
+            concurrency: how many asks may wait for their answers at once (at most
+                ``prefetch``). Above 1, messages may be handled out of order, and
+                each is settled when its own ask ends: for actors that answer later
+                (``Actor.reply_later``) and handle other messages meanwhile.
 
         Raises:
             AddressRefused: the broker refused the link to ``address``.
             BrokerConnectionError: the connection was lost (the broker delivers the
                 unsettled messages again, to this or another consumer).
-            ValueError: ``prefetch`` is less than 1.
+            ValueError: ``prefetch`` is less than 1, or ``concurrency`` is not
+                between 1 and ``prefetch``.
         """
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, not {prefetch}")
+        if not 1 <= concurrency <= prefetch:
+            raise ValueError(
+                f"concurrency must be between 1 and the prefetch ({prefetch}), not {concurrency}"
+            )
         self._check_open()
         consumer = Consumer(address, ref, prefetch)
         send, receive = trio.open_memory_channel[MessageReceived | _LinkLost](math.inf)
-        run = _ConsumerRun(self, consumer, send, receive, ask_timeout)
+        run = _ConsumerRun(self, consumer, send, receive, ask_timeout, concurrency)
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:  # for the tasks watching the links
@@ -742,16 +834,21 @@ class _ConsumerRun:
         send: trio.MemorySendChannel[MessageReceived | _LinkLost],
         receive: trio.MemoryReceiveChannel[MessageReceived | _LinkLost],
         ask_timeout: float | None,
+        concurrency: int,
     ) -> None:
         self.broker = broker
         self.consumer = consumer
         self.send = send
         self.receive = receive
         self.ask_timeout = ask_timeout
+        self.concurrency = concurrency
+        self.slots = trio.Semaphore(concurrency)
         self.receiver: _ReceiverLink | None = None
-        self.current: MessageReceived | None = None  # being handled, not settled
+        # Being handled, not settled, by id(): each with the scope of its ask, which
+        # the closing of its link cancels (see _watch).
+        self.handling: dict[int, tuple[MessageReceived, trio.CancelScope]] = {}
+        self.serving = trio.CancelScope()  # cancelled once the actor is stopped
         self.closes = 0
-        self.asking = trio.CancelScope()  # around the asks of what arrived together
         self.owed = 0  # credit for settled deliveries, not yet given back (see _settle)
 
     async def attach(self, nursery: trio.Nursery) -> None:
@@ -759,7 +856,12 @@ class _ConsumerRun:
         broker = self.broker
         address = self.consumer.address
         try:
-            receiver = _ReceiverLink(broker._connection, address, self.consumer.prefetch)
+            receiver = _ReceiverLink(
+                broker._connection,
+                address,
+                self.consumer.prefetch,
+                durable=broker.settings.durable_queues,
+            )
         except ProtocolError as error:  # the connection is closing: its news is not read yet
             raise BrokerConnectionError(
                 f"cannot consume from {address}: the connection is closed ({error})"
@@ -790,18 +892,30 @@ class _ConsumerRun:
 
     async def _watch(self, receiver: _ReceiverLink) -> None:
         error = await receiver.wait_closed()
-        current = self.current
-        if current is not None and current.link == receiver.link:
-            # Its outcome can no longer reach the broker, which delivers it again:
-            # stop waiting for the handler.
-            self.asking.cancel()
+        for event, asking in list(self.handling.values()):
+            if event.link == receiver.link:
+                # Its outcome can no longer reach the broker, which delivers it again:
+                # stop waiting for the handler.
+                asking.cancel()
         if not receiver.connection.closed:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 self.send.send_nowait(_LinkLost(receiver.link, error))
 
     async def serve(self, nursery: trio.Nursery) -> None:
         """Handle deliveries until the actor stops or the connection closes."""
-        consumer = self.consumer
+        with self.serving:
+            await self._serve(nursery)
+        if self.serving.cancelled_caught:  # the actor is stopped
+            return
+        # The connection closed.
+        if not self.broker._closing:
+            error = self.broker._connection.error or "closed"
+            raise BrokerConnectionError(
+                f"lost the connection to {self.broker.settings.url} while consuming from "
+                f"{self.consumer.address}: {error}; its unsettled messages go back to the queue"
+            )
+
+    async def _serve(self, nursery: trio.Nursery) -> None:
         self.closes = 0  # link closures since the last delivery
         receive = self.receive
         while True:
@@ -813,50 +927,57 @@ class _ConsumerRun:
                 try:
                     item = await receive.receive()
                 except trio.EndOfChannel:
-                    break
+                    return
             except trio.EndOfChannel:
-                break
-            # What arrived together is handled without a trip through the scheduler, so
-            # that its outcomes and credit leave in one write, and in one cancel scope
-            # (which the link's closing cancels: see _watch).
-            with trio.CancelScope() as self.asking:
-                while item is not None:
-                    if await self._process(item, nursery):
-                        return
-                    try:
-                        item = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        item = None
-            current, self.current = self.current, None
-            if current is not None:  # its link closed while the actor had it
-                self._settle(current, _RELEASED, handled=False)
-        # The connection closed.
-        if not self.broker._closing:
-            error = self.broker._connection.error or "closed"
-            raise BrokerConnectionError(
-                f"lost the connection to {self.broker.settings.url} while consuming from "
-                f"{consumer.address}: {error}; its unsettled messages go back to the queue"
-            )
+                return
+            # What arrived together is handled without a trip through the scheduler
+            # (one at a time), so that its outcomes and credit leave in one write.
+            while item is not None:
+                if isinstance(item, _LinkLost):
+                    await self._link_lost(item, nursery)
+                elif self.concurrency == 1:
+                    await self._deliver(item)
+                else:
+                    await self.slots.acquire()
+                    nursery.start_soon(self._deliver_in_slot, item)
+                try:
+                    item = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    item = None
 
-    async def _process(self, item: MessageReceived | _LinkLost, nursery: trio.Nursery) -> bool:
-        """Handle one delivery (or the news of a closed link); True once the consumer
-        must end because its actor is stopped."""
-        consumer = self.consumer
+    async def _link_lost(self, item: _LinkLost, nursery: trio.Nursery) -> None:
         receiver = self.receiver
         assert receiver is not None
-        if isinstance(item, _LinkLost):
-            if item.link == receiver.link:
-                self.closes += 1
-                await self._reattach(nursery, item.error, self.closes)
-            return False
-        if item.link != receiver.link:  # from a link closed since
+        if item.link == receiver.link:
+            self.closes += 1
+            await self._reattach(nursery, item.error, self.closes)
+
+    async def _deliver_in_slot(self, event: MessageReceived) -> None:
+        try:
+            await self._deliver(event)
+        finally:
+            self.slots.release()
+
+    async def _deliver(self, event: MessageReceived) -> None:
+        """Hand one delivery to the actor and settle it; once the actor is stopped,
+        end the consumer."""
+        consumer = self.consumer
+        receiver = self.receiver
+        if receiver is None or event.link != receiver.link:  # from a link closed since
             consumer._count(_RELEASED, handled=False)  # the broker delivers it again
-            return False
+            return
         self.closes = 0
-        self.current = item
-        outcome, handled = await self._handle(item)
-        self.current = None
-        self._settle(item, outcome, handled=handled, more=handled is not None)
+        key = id(event)
+        asking = trio.CancelScope()
+        self.handling[key] = (event, asking)
+        with asking:
+            outcome, handled = await self._handle(event)
+        if self.handling.pop(key, None) is None:
+            return  # given back meanwhile (see release_all)
+        if asking.cancelled_caught:  # its link closed while the actor had it
+            self._settle(event, _RELEASED, handled=False)
+            return
+        self._settle(event, outcome, handled=handled, more=handled is not None)
         if handled is None:  # the actor is stopped: nothing more to deliver to
             _log(
                 "jumpstarter:broker:consumer-ended",
@@ -864,8 +985,7 @@ class _ConsumerRun:
                 address=consumer.address,
                 actor=consumer.ref.path,
             )
-            return True
-        return False
+            self.serving.cancel()
 
     async def _reattach(self, nursery: trio.Nursery, error: ErrorCondition | None, n: int) -> None:
         consumer = self.consumer
@@ -971,9 +1091,9 @@ class _ConsumerRun:
         receiver = self.receiver
         if receiver is None:
             return
-        if self.current is not None:
-            self._settle(self.current, _RELEASED, handled=False, more=False)
-            self.current = None
+        handling, self.handling = self.handling, {}
+        for event, _ in handling.values():
+            self._settle(event, _RELEASED, handled=False, more=False)
         while True:
             try:
                 item = self.receive.receive_nowait()

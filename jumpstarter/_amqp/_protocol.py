@@ -436,6 +436,7 @@ class AMQPConnection:
         name: str | None = None,
         presettled: bool = False,
         properties: Mapping[str, Any] | None = None,
+        durable: bool = False,
     ) -> LinkId:
         """Open a link to send messages to ``target_address``.
 
@@ -448,9 +449,14 @@ class AMQPConnection:
             presettled: send every message settled (at most once, no outcomes).
             properties: link properties for the peer (symbol names to values), such
                 as an extension both ends understand.
+            durable: ask for a durable target (terminus durability
+                ``configuration``): a broker that makes the node, such as RabbitMQ
+                for ``/queue/NAME``, makes one that survives its restart.
         """
         link = self._new_link(name, is_sender=True)
         link.pn.target.address = target_address
+        if durable:
+            link.pn.target.durability = proton.Terminus.CONFIGURATION
         if properties:
             link.pn.properties = _symbol_keys(properties)
         if presettled:
@@ -460,7 +466,12 @@ class AMQPConnection:
         return link.id
 
     def open_receiver(
-        self, source_address: str | None, *, name: str | None = None, credit: int = 0
+        self,
+        source_address: str | None,
+        *,
+        name: str | None = None,
+        credit: int = 0,
+        durable: bool = False,
     ) -> LinkId:
         """Open a link to receive messages from ``source_address``.
 
@@ -470,6 +481,7 @@ class AMQPConnection:
                 address): its address comes in :attr:`LinkOpened.address`.
             name: the link name; by default derived from our container id.
             credit: how many messages the peer may send right away.
+            durable: ask for a durable source (see :meth:`open_sender`).
         """
         _check_credit(credit)
         link = self._new_link(name, is_sender=False)
@@ -477,6 +489,8 @@ class AMQPConnection:
             link.pn.source.dynamic = True
         else:
             link.pn.source.address = source_address
+        if durable:
+            link.pn.source.durability = proton.Terminus.CONFIGURATION
         link.pn.open()
         if credit:
             link.pn.flow(credit)

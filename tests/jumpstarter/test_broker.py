@@ -7,6 +7,7 @@ stands in for it.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import signal
@@ -29,6 +30,7 @@ from jumpstarter import (
     BrokerConnectionError,
     BrokerError,
     BrokerSettings,
+    PendingReply,
     PublishRefused,
     TLSConfig,
     TypeRegistry,
@@ -361,6 +363,101 @@ async def test_prefetch_bounds_the_deliveries_in_flight(actor_system, queue):
     assert await queue_counts(queue) == (0, 0)
 
 
+class Holder(Actor):
+    """Answers every job later, all at once, when told to: it holds asks open."""
+
+    def __init__(self, held: dict[int, PendingReply], arrived: trio.Event, count: int) -> None:
+        self.held = held
+        self.arrived = arrived
+        self.count = count
+
+    @handler
+    def job(self, msg: Job) -> None:
+        self.held[msg.n] = self.reply_later()
+        if len(self.held) == self.count:
+            self.arrived.set()
+
+
+async def test_with_concurrency_the_asks_wait_together_and_each_is_settled_when_answered(
+    actor_system, queue
+):
+    count = 5
+    held: dict[int, PendingReply] = {}
+    arrived = trio.Event()
+    holder = await actor_system.spawn(Holder, held, arrived, count)
+    with trio.fail_after(HANG_GUARD):
+        async with open_broker(URL, registry=registry) as broker, trio.open_nursery() as nursery:
+            for n in range(count):
+                await broker.publish(f"/queue/{queue}", Job(n=n))
+            consume = functools.partial(broker.consume, prefetch=10, concurrency=count)
+            consumer = await nursery.start(consume, f"/queue/{queue}", holder)
+            await arrived.wait()  # all five asks are open at once
+            assert consumer.statistics().in_flight == count
+            held.pop(3).succeed("done")
+            await wait_until(lambda: consumer.statistics().accepted == 1)
+            assert await queue_counts(queue) == (0, count - 1)
+            for pending in held.values():
+                pending.succeed("done")
+            await wait_until(lambda: consumer.statistics().accepted == count)
+            nursery.cancel_scope.cancel()
+    assert await queue_counts(queue) == (0, 0)
+
+
+async def test_asks_still_open_when_the_consumer_ends_go_back_to_the_queue(actor_system, queue):
+    count = 4
+    held: dict[int, PendingReply] = {}
+    arrived = trio.Event()
+    holder = await actor_system.spawn(Holder, held, arrived, count)
+    with trio.fail_after(HANG_GUARD):
+        async with open_broker(URL, registry=registry) as broker:
+            for n in range(count):
+                await broker.publish(f"/queue/{queue}", Job(n=n))
+            async with trio.open_nursery() as nursery:
+                consume = functools.partial(broker.consume, concurrency=count)
+                consumer = await nursery.start(consume, f"/queue/{queue}", holder)
+                await arrived.wait()
+                nursery.cancel_scope.cancel()
+            assert consumer.statistics().released == count
+        # Nothing was lost: a new consumer gets all four again. (On a new connection:
+        # RabbitMQ may have sent the released ones again on the old link before it
+        # closed, and gives those back only when the connection closes.)
+        seen: list[int] = []
+        done = trio.Event()
+        recorder = await actor_system.spawn(Recorder, seen, count, done)
+        async with open_broker(URL, registry=registry) as broker, trio.open_nursery() as nursery:
+            await nursery.start(broker.consume, f"/queue/{queue}", recorder)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+    assert sorted(seen) == list(range(count))
+
+
+async def test_concurrency_must_be_between_one_and_the_prefetch(actor_system, queue):
+    recorder = await actor_system.spawn(Recorder, [], 1, trio.Event())
+    async with open_broker(URL, registry=registry) as broker:
+        for concurrency in (0, 11):
+            with pytest.raises(ValueError, match="concurrency must be between 1 and"):
+                await broker.consume(
+                    f"/queue/{queue}", recorder, prefetch=10, concurrency=concurrency
+                )
+
+
+async def test_durable_queues_declares_queues_that_survive_a_broker_restart(actor_system, queue):
+    settings = BrokerSettings.from_url(URL, durable_queues=True)
+    seen: list[int] = []
+    done = trio.Event()
+    recorder = await actor_system.spawn(Recorder, seen, 1, done)
+    with trio.fail_after(HANG_GUARD):
+        async with open_broker(settings, registry=registry) as broker:
+            await broker.publish(f"/queue/{queue}", Job(n=1))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(broker.consume, f"/queue/{queue}", recorder)
+                await done.wait()
+                nursery.cancel_scope.cancel()
+    out = await rabbitmqctl("list_queues", "name", "durable")
+    assert f"{queue}\ttrue" in out.splitlines()
+    assert seen == [1]
+
+
 async def test_a_job_whose_handler_failed_is_delivered_again(actor_system, queue):
     attempts: list[Attempt] = []
     done = trio.Event()
@@ -679,3 +776,20 @@ async def test_amqps_checks_the_broker_certificate_by_host_name_not_virtual_host
     with trio.fail_after(HANG_GUARD):
         async with open_broker(settings) as broker:
             await broker.publish("/queue/q", "over TLS")
+
+
+async def test_publish_many_sends_in_order_and_returns_every_outcome(actor_system, queue):
+    count = 50
+    seen: list[int] = []
+    done = trio.Event()
+    recorder = await actor_system.spawn(Recorder, seen, count, done)
+    with trio.fail_after(HANG_GUARD):
+        async with open_broker(URL, registry=registry) as broker:
+            batch = [(f"/queue/{queue}", Job(n=n), f"job-{n}") for n in range(count)]
+            outcomes = await broker.publish_many(batch)
+            assert outcomes == [Accepted()] * count
+            async with trio.open_nursery() as nursery:
+                await nursery.start(broker.consume, f"/queue/{queue}", recorder)
+                await done.wait()
+                nursery.cancel_scope.cancel()
+    assert seen == list(range(count))
