@@ -324,8 +324,12 @@ class Connection:
                     return
                 finally:
                     self._sending = False
-            if self.closed and not protocol.data_to_send():
-                return
+            if self.closed:
+                rest = protocol.data_to_send()  # the last words: a close frame, say
+                if not rest:
+                    return
+                self._leftover += rest
+                self._dirty.set()
 
     async def _ticker(self) -> None:
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator
 
 import attrs
@@ -604,3 +605,47 @@ async def test_messages_waiting_for_room_are_delivered_even_if_their_connection_
                 await three.ref(target.address).ask(Balance(account="-"))
         assert waiting and waiting <= set(seen)
         assert bank.recent_dead_letters() == ()
+
+
+FOREIGN_CLIENT = r"""
+import sys, time, uuid
+from proton import Message
+from proton.utils import BlockingConnection
+
+failed = 0
+for n in range(int(sys.argv[2])):
+    connection = BlockingConnection(f"amqp://{sys.argv[1]}", timeout=5)
+    replies = connection.create_receiver(None, dynamic=True)
+    sender = connection.create_sender("/bank/user/teller")
+    message = Message(
+        id=str(uuid.uuid4()),
+        reply_to=replies.link.remote_source.address,
+        creation_time=time.time(),
+        properties={"js:type": "test.Balance"},
+        body={"account": "acc-1"},
+    )
+    sender.send(message)
+    replies.receive(timeout=5)
+    try:
+        connection.close()
+    except Exception as exc:
+        failed += 1
+        print(f"close {n} failed: {exc!r}", file=sys.stderr)
+print(failed)
+"""
+
+
+async def test_the_node_answers_every_close_of_a_foreign_client(tmp_path):
+    """The close frame that answers a peer's close is sent, not dropped with the
+    connection: a client that waits for it (proton's BlockingConnection) never hangs."""
+    async with ActorSystem("bank", listen="127.0.0.1:0", registry=registry) as system:
+        await system.spawn(Bank, name="teller")
+        host, port = system.listen_address
+        result = await trio.run_process(
+            [sys.executable, "-c", FOREIGN_CLIENT, f"{host}:{port}", "30"],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == "0", result.stderr.decode()
