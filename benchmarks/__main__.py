@@ -1,9 +1,9 @@
-"""``python -m benchmarks [actors|remote] [--quick]``: run a suite, print the table.
+"""``python -m benchmarks [actors|remote|tasks] [--quick]``: run a suite, print the table.
 
 Every measurement runs in a fresh subprocess, ``--repeat`` times (3 by
 default), jumpstarter and its peer (Pykka for ``actors``, proton's reactor for
-``remote``) interleaved so that a noisy neighbour hurts both alike; the table
-shows the medians.
+``remote``; Celery and Dramatiq, against celery_actors, for ``tasks``) interleaved
+so that a noisy neighbour hurts both alike; the table shows the medians.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from . import actors, remote
+from . import actors, remote, tasks
 from ._report import Errors, Results, render, save_json
 from ._runner import ROOT, JobFailed, run_job
 
-SUITES = {actors.NAME: actors, remote.NAME: remote}
+SUITES = {actors.NAME: actors, remote.NAME: remote, tasks.NAME: tasks}
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
@@ -120,7 +120,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         default="",
         metavar="SCENARIOS",
-        help="comma-separated scenarios to run, e.g. tell,ask (default all)",
+        help="comma-separated scenarios (or peers) to run, e.g. tell,ask (default all)",
     )
     parser.add_argument(
         "--no-save",
@@ -145,8 +145,11 @@ def main(argv: list[str] | None = None) -> None:
         or job.peer == "floor"  # cheap, and the context of every other figure
         or job.scenario in only
         or job.scenario.split("_")[0] in only
+        or job.peer in only
     ]
     meta = _meta(args, sizes)
+    for distribution in getattr(suite, "DISTRIBUTIONS", ()):
+        meta["versions"][distribution] = _version(distribution)
     console = Console() if sys.stdout.isatty() else Console(width=150)
     results: Results = {}
     errors: Errors = {}
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                     else:
                         results.setdefault(job.peer, {}).setdefault(job.key, []).append(figures)
                 progress.advance(task)
-    render(console, suite, results, errors, meta)
+    getattr(suite, "render", render)(console, suite, results, errors, meta)
     if source_fingerprint() != meta["source"]:
         console.print(
             Text(
