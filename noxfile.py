@@ -99,7 +99,7 @@ def lint(session: nox.Session) -> None:
     session.install(".[lint,test]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "jumpstarter")
+    session.run("mypy", "jumpstarter", "celery_actors")
 
 
 @nox.session
@@ -118,6 +118,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the README's example job: two processes, one bank (examples/bank.py)."""
+    """Run the README's demo: a router and two worker processes run a few hundred task
+    calls (examples/tasks_demo.py); extra args go to the demo (--calls N, --workers N)."""
     session.install(".")
-    session.run("jumpstart", "run", "examples.bank:demo", "--name", "shop", *session.posargs)
+    session.run("python", "-m", "examples.tasks_demo", *session.posargs)

@@ -9,17 +9,32 @@ from ._app import App as App
 from ._app import AsyncResult as AsyncResult
 from ._app import Client as Client
 from ._app import Task as Task
+from ._backlog import Backlog as Backlog
+from ._backlog import MemoryBacklog as MemoryBacklog
+from ._backlog import SQLiteBacklog as SQLiteBacklog
+from ._blocking import BlockingClient as BlockingClient
+from ._blocking import BlockingResult as BlockingResult
+from ._commands import ClusterStartError as ClusterStartError
+from ._commands import DevCluster as DevCluster
+from ._commands import open_dev_cluster as open_dev_cluster
+from ._errors import BlockingCallInTrio as BlockingCallInTrio
+from ._errors import BoxedTaskCrashed as BoxedTaskCrashed
 from ._errors import CeleryActorsError as CeleryActorsError
 from ._errors import NotConnected as NotConnected
 from ._errors import ResultTimeout as ResultTimeout
+from ._errors import SoftTimeLimitExceeded as SoftTimeLimitExceeded
 from ._errors import TaskFailed as TaskFailed
 from ._errors import TaskNotRegistered as TaskNotRegistered
 from ._errors import TaskRevoked as TaskRevoked
 from ._errors import TimeLimitExceeded as TimeLimitExceeded
 from ._protocol import PROTOCOL_VERSION as PROTOCOL_VERSION
+from ._protocol import QuarantinedCall as QuarantinedCall
+from ._protocol import RouterStats as RouterStats
 from ._protocol import TaskCall as TaskCall
 from ._protocol import TaskError as TaskError
 from ._protocol import TaskResult as TaskResult
+from ._protocol import WorkerStats as WorkerStats
+from ._publisher import PublisherStatus as PublisherStatus
 from ._retry import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY
 from ._retry import NO_RETRY as NO_RETRY
 from ._retry import RetryPolicy as RetryPolicy
@@ -40,16 +55,29 @@ __all__ = [
     "TASK_STATES",
     "App",
     "AsyncResult",
+    "Backlog",
+    "BlockingCallInTrio",
+    "BlockingClient",
+    "BlockingResult",
+    "BoxedTaskCrashed",
     "CeleryActorsError",
     "Client",
+    "ClusterStartError",
+    "DevCluster",
     "JsonLinesSink",
+    "MemoryBacklog",
     "MemorySink",
     "NotConnected",
+    "PublisherStatus",
+    "QuarantinedCall",
     "ResultTimeout",
     "RetryPolicy",
+    "RouterStats",
+    "SQLiteBacklog",
     "SQLiteSink",
     "Sink",
     "SinkError",
+    "SoftTimeLimitExceeded",
     "Task",
     "TaskCall",
     "TaskError",
@@ -58,6 +86,8 @@ __all__ = [
     "TaskResult",
     "TaskRevoked",
     "TimeLimitExceeded",
+    "WorkerStats",
+    "open_dev_cluster",
     "optional",
     "poisonous",
     "retry",

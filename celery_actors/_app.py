@@ -6,33 +6,45 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import attrs
+import trio
 
 from jumpstarter import (
     ActorRef,
     ActorSystem,
     AskTimeout,
+    BrokerSettings,
     RemoteSettings,
     RunPlan,
     TypeRegistry,
 )
 
+from ._backlog import Backlog, MemoryBacklog, SQLiteBacklog
+from ._blocking import BlockingClient, open_blocking_client
 from ._clock import wall_time
 from ._errors import NotConnected, ResultTimeout, TaskFailed, TaskRevoked
 from ._protocol import (
     MESSAGES,
     AwaitResult,
+    DropQuarantined,
     GetState,
+    GetStats,
+    ListQuarantined,
+    QuarantinedCall,
+    RetryQuarantined,
     Revoke,
+    RouterStats,
     Submit,
     TaskCall,
     TaskResult,
 )
+from ._publisher import PublisherStatus
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._sinks import MemorySink, Sink
 
@@ -46,6 +58,9 @@ DEFAULT_ROUTER = "127.0.0.1:5780"
 
 ROUTER_PATH = "/user/router"
 """The router actor's path in its system."""
+
+BROKER_WAIT = 10.0
+"""Seconds :meth:`App.local` waits for its router to consume from each broker."""
 
 THREAD_WARNING = 10
 """More threads than this for CPU-bound tasks draws a warning: Python runs one at a time."""
@@ -73,6 +88,13 @@ class Task(Generic[P, R]):
         time_limit: seconds after which a run is cancelled and fails with
             :class:`TimeLimitExceeded`, without retry (``None``: no limit). A ``def``
             task's thread cannot be stopped: it is abandoned, and its result ignored.
+        soft_time_limit: seconds after which :class:`SoftTimeLimitExceeded` is raised
+            inside the run, so that it can clean up (catch it, even return a value);
+            uncaught, it fails the call without retry. Must be less than
+            ``time_limit`` when both are given. See ``docs/tasks.md``.
+        boxed: run calls in a child process of the worker (isolation: a crash there
+            fails the call, not the worker). The function must be defined at module
+            level, so that the process can import it. See ``docs/tasks.md``.
         queue, priority: defaults for calls.
     """
 
@@ -86,13 +108,30 @@ class Task(Generic[P, R]):
         time_limit: float | None,
         queue: str,
         priority: int,
+        soft_time_limit: float | None = None,
+        boxed: bool = False,
     ) -> None:
+        for option, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
+            if limit is not None and not limit > 0:
+                raise ValueError(f"task {name}: {option}={limit} must be a positive number")
+        if soft_time_limit is not None and time_limit is not None and soft_time_limit >= time_limit:
+            raise ValueError(
+                f"task {name}: soft_time_limit={soft_time_limit} must be less than "
+                f"time_limit={time_limit}, so that the task can clean up before it is cancelled"
+            )
+        if boxed and "<locals>" in fn.__qualname__:
+            raise ValueError(
+                f"task {name}: a boxed task runs in another process, which imports it; "
+                "define the function at module level"
+            )
         self.app = app
         self.fn = fn
         self.name = name
         self.is_async = inspect.iscoroutinefunction(fn)
         self.retry = retry
         self.time_limit = time_limit
+        self.soft_time_limit = soft_time_limit
+        self.boxed = boxed
         self.queue = queue
         self.priority = priority
         functools.update_wrapper(self, fn)
@@ -187,7 +226,14 @@ class App:
     Args:
         name: the app's name; its actor systems are named after it.
         broker: ``None`` for the embedded default (processes linked peer-to-peer over
-            AMQP 1.0, no broker).
+            AMQP 1.0, no broker); or a broker's URL
+            (``amqp://USER:PASSWORD@HOST:PORT/VHOST``), a :class:`~jumpstarter.BrokerSettings`,
+            or a list of them: calls then travel through the brokers' queues (see
+            ``docs/brokers-for-tasks.md``). Clients publish to the first one that
+            answers; routers consume from all of them.
+        backlog: with brokers, where a client's calls wait while no broker is
+            reachable: in memory (``None``), or an SQLite file (a path, or a
+            :class:`SQLiteBacklog`) so that they also survive a restart of the process.
         router: ``HOST:PORT`` where the router listens, and where clients and workers
             find it.
         registry: the message classes tasks take and return besides plain values.
@@ -212,17 +258,16 @@ class App:
         self,
         name: str,
         *,
-        broker: str | Sequence[str] | None = None,
+        broker: str | BrokerSettings | Sequence[str | BrokerSettings] | None = None,
+        backlog: str | os.PathLike[str] | Backlog | None = None,
         router: str = DEFAULT_ROUTER,
         registry: TypeRegistry | None = None,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         remote: RemoteSettings | None = None,
     ) -> None:
-        if broker is not None:
-            raise NotImplementedError(
-                "brokers are not supported yet; leave broker=None for peer-to-peer links"
-            )
         self.name = name
+        self.brokers = _broker_settings(broker)
+        self.backlog = backlog
         self.router = router
         self.registry = registry if registry is not None else TypeRegistry()
         for message, message_name in MESSAGES.items():
@@ -236,6 +281,19 @@ class App:
     def __repr__(self) -> str:
         return f"<App {self.name}: {len(self.tasks)} tasks>"
 
+    @property
+    def queues(self) -> set[str]:
+        """The queues the app's tasks go to (``default`` at least)."""
+        return {"default", *(task.queue for task in self.tasks.values())}
+
+    def _new_backlog(self) -> Backlog:
+        backlog = self.backlog
+        if backlog is None:
+            return MemoryBacklog()
+        if isinstance(backlog, (str, os.PathLike)):
+            return SQLiteBacklog(backlog)
+        return backlog
+
     @overload
     def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
     @overload
@@ -247,6 +305,8 @@ class App:
         name: str | None = None,
         retry: RetryPolicy | None = None,
         time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        boxed: bool = False,
         queue: str = "default",
         priority: int = 0,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
@@ -259,6 +319,8 @@ class App:
         name: str | None = None,
         retry: RetryPolicy | None = None,
         time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        boxed: bool = False,
         queue: str = "default",
         priority: int = 0,
     ) -> Any:
@@ -281,6 +343,8 @@ class App:
                 name=task_name,
                 retry=retry or self.retry,
                 time_limit=time_limit,
+                soft_time_limit=soft_time_limit,
+                boxed=boxed,
                 queue=queue,
                 priority=priority,
             )
@@ -292,13 +356,15 @@ class App:
     # -- clients
 
     def client(self) -> Client:
-        """The client calls go through: the innermost one opened in this task, else the
-        last one opened by the app.
+        """The client calls go through: the innermost one of this app opened in this
+        task, else the last one opened by the app.
 
         Raises:
             NotConnected: none is open.
         """
-        client = _current.get() or self._client
+        client = _current.get()
+        if client is None or client.app is not self:  # the innermost is another app's
+            client = self._client
         if client is None or client.closed:
             raise NotConnected(
                 f"no client of app {self.name!r} is open: call tasks inside "
@@ -308,9 +374,16 @@ class App:
         return client
 
     @contextlib.asynccontextmanager
-    async def connect(self, router: str | None = None) -> AsyncIterator[Client]:
+    async def connect(
+        self, router: str | None = None, *, default: bool = True
+    ) -> AsyncIterator[Client]:
         """Open a client of the router at ``router`` (default: the app's), for the
-        duration of the block; tasks called inside it go there."""
+        duration of the block; tasks called inside it go there.
+
+        With ``default=False`` the client does not become the app's default client
+        (:meth:`client`) for other tasks of the process: for a client that serves
+        another trio run, like :meth:`connect_blocking`'s.
+        """
         host_port = router or self.router
         async with ActorSystem(
             f"{self.name}-client-{uuid.uuid4().hex[:8]}",
@@ -318,7 +391,7 @@ class App:
             remote=self.remote,
         ) as system:
             ref = system.ref(f"amqp://{host_port}/{self.name}{ROUTER_PATH}")
-            async with self._open_client(system, ref) as client:
+            async with self._open_client(system, ref, default=default) as client:
                 yield client
 
     @contextlib.asynccontextmanager
@@ -329,18 +402,23 @@ class App:
         concurrency: int = 10,
         threads: int | None = None,
         sinks: Sequence[Sink] | None = None,
+        default: bool = True,
+        recent_ids: int = 100,
+        boxed: int = 2,
     ) -> AsyncIterator[Client]:
         """Run a router and ``workers`` workers in this trio run, in one actor system
         with no network, and a client of them: for tests, scripts and notebooks.
 
-        The code paths are those of separate processes except the transport.
+        The code paths are those of separate processes except the transport (with
+        brokers, calls do travel through them). ``default`` is that of :meth:`connect`;
+        the worker options are those of :meth:`start_worker`.
         """
         sinks = list(sinks) if sinks else [MemorySink()]
         async with contextlib.AsyncExitStack() as stack:
             for sink in sinks:
                 stack.push_async_callback(sink.aclose)
             system = await stack.enter_async_context(ActorSystem(self.name, registry=self.registry))
-            router = await self.start_router(system, sinks=sinks)
+            router = await self.start_router(system, sinks=sinks, wait_for_brokers=True)
             for number in range(workers):
                 await self.start_worker(
                     system,
@@ -348,21 +426,71 @@ class App:
                     concurrency=concurrency,
                     threads=threads,
                     name=f"worker-{number + 1}",
+                    recent_ids=recent_ids,
+                    boxed=boxed,
                 )
-            async with self._open_client(system, router) as client:
+            async with self._open_client(system, router, default=default) as client:
                 yield client
 
     @contextlib.asynccontextmanager
-    async def _open_client(self, system: ActorSystem, router: ActorRef) -> AsyncIterator[Client]:
-        client = Client(self, system, router)
+    async def _open_client(
+        self, system: ActorSystem, router: ActorRef, *, default: bool = True
+    ) -> AsyncIterator[Client]:
+        route = None
+        if self.brokers:
+            route = await self._broker_route(system)
+        client = Client(self, system, router, route)
         token = _current.set(client)
-        previous, self._client = self._client, client
+        previous = self._client
+        if default:
+            self._client = client
         try:
             yield client
         finally:
             client.closed = True
             _current.reset(token)
-            self._client = previous
+            if default:
+                self._client = previous
+
+    def connect_blocking(self, router: str | None = None) -> BlockingClient:
+        """A client of the router at ``router`` for code that is not async (a Django or
+        Flask view, a script): :meth:`connect` kept open in a background thread.
+
+        Use it as a context manager, or keep it and call ``close()`` when done; see
+        :class:`BlockingClient` and ``docs/calling-from-sync-code.md``. It does not become
+        the client of ``await task.delay()`` elsewhere (see ``default`` in :meth:`connect`).
+
+        Raises:
+            BlockingCallInTrio: called inside a trio run: use :meth:`connect` there.
+        """
+        return open_blocking_client(self, functools.partial(self.connect, router, default=False))
+
+    def local_blocking(
+        self,
+        *,
+        workers: int = 1,
+        concurrency: int = 10,
+        threads: int | None = None,
+        sinks: Sequence[Sink] | None = None,
+    ) -> BlockingClient:
+        """:meth:`local` (a router and workers in this process) running in a background
+        thread, with a :class:`BlockingClient` of them: for scripts, notebooks and tests
+        that are not async.
+
+        Raises:
+            BlockingCallInTrio: called inside a trio run: use :meth:`local` there.
+        """
+        return open_blocking_client(
+            self,
+            functools.partial(
+                self.local,
+                workers=workers,
+                concurrency=concurrency,
+                threads=threads,
+                sinks=sinks,
+                default=False,
+            ),
+        )
 
     def jumpstart_plan(self, options: Sequence[str]) -> RunPlan:
         """What ``jumpstart run MODULE:APP [--role router|worker|all] ...`` runs: see
@@ -371,10 +499,30 @@ class App:
 
         return plan(self, options)
 
+    async def _broker_route(self, system: ActorSystem) -> _BrokerRoute:
+        """Spawn a client's publisher (and its inbox of results) in ``system``."""
+        from ._brokers import ReplyInbox, reply_address
+        from ._publisher import Publisher
+
+        reply_to = reply_address(self.name, uuid.uuid4().hex)
+        inbox = await system.spawn(ReplyInbox, name="results")
+        backlog = self._new_backlog()
+        publisher = await system.spawn(
+            functools.partial(
+                Publisher, self.brokers, self.registry, backlog, subscription=(reply_to, inbox)
+            ),
+            name="publisher",
+        )
+        return _BrokerRoute(publisher, inbox, reply_to)
+
     # -- roles
 
     async def start_router(
-        self, system: ActorSystem, *, sinks: Sequence[Sink] | None = None
+        self,
+        system: ActorSystem,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        wait_for_brokers: bool = False,
     ) -> ActorRef:
         """Spawn the router actor (``/user/router``) in ``system``.
 
@@ -382,13 +530,38 @@ class App:
             sinks: where final results are stored; a :class:`MemorySink` by default.
                 The router keeps them open; closing them is the caller's business
                 (:meth:`local` closes its own when it ends).
+            wait_for_brokers: with brokers, return only once the router consumes
+                from each of them (or after :data:`BROKER_WAIT` seconds, for a broker
+                that does not answer: it connects later, on its own).
         """
+        from ._brokers import AwaitConnected, BrokerIntake
+        from ._publisher import Publisher
         from ._router import Router
 
-        return await system.spawn(
-            functools.partial(Router, self, list(sinks) if sinks else [MemorySink()]),
+        publisher = None
+        if self.brokers:  # results go back over the brokers
+            publisher = await system.spawn(
+                functools.partial(Publisher, self.brokers, self.registry),
+                name="router-publisher",
+            )
+        router = await system.spawn(
+            functools.partial(Router, self, list(sinks) if sinks else [MemorySink()], publisher),
             name=ROUTER_PATH.rsplit("/", 1)[1],
         )
+        intakes = [
+            await system.spawn(
+                functools.partial(
+                    BrokerIntake, settings, self.registry, router, self.name, self.queues
+                ),
+                name=f"broker-intake-{number}",
+            )
+            for number, settings in enumerate(self.brokers, 1)
+        ]
+        if wait_for_brokers:
+            with trio.move_on_after(BROKER_WAIT):
+                for intake in intakes:
+                    await intake.ask(AwaitConnected(), timeout=BROKER_WAIT)
+        return router
 
     async def start_worker(
         self,
@@ -398,6 +571,8 @@ class App:
         concurrency: int = 10,
         threads: int | None = None,
         name: str = "worker",
+        recent_ids: int = 100,
+        boxed: int = 2,
     ) -> ActorRef:
         """Spawn a worker actor in ``system`` that runs this app's tasks for ``router``.
 
@@ -406,6 +581,11 @@ class App:
             concurrency: calls run at once by this worker.
             threads: of those, how many ``def`` tasks run at once (their threads);
                 ``min(concurrency, 10)`` by default.
+            recent_ids: how many finished runs the worker remembers (by call id and
+                attempt), to answer a run it receives again with the remembered result
+                instead of running it twice (``0``: remember none).
+            boxed: of the ``concurrency`` calls, how many boxed tasks run at once: the
+                size of the worker's pool of child processes, started as needed.
         """
         from ._worker import Worker
 
@@ -422,30 +602,117 @@ class App:
                 stacklevel=2,
             )
         return await system.spawn(
-            functools.partial(Worker, self, router, concurrency, threads), name=name
+            functools.partial(
+                Worker, self, router, concurrency, threads, recent_ids=recent_ids, boxed=boxed
+            ),
+            name=name,
         )
 
 
 class Client:
     """Sends calls to a router and asks it about their results (see :meth:`App.connect`)."""
 
-    def __init__(self, app: App, system: ActorSystem, router: ActorRef) -> None:
+    def __init__(
+        self,
+        app: App,
+        system: ActorSystem,
+        router: ActorRef,
+        route: _BrokerRoute | None = None,
+    ) -> None:
         self.app = app
         self.system = system
         self.router = router
+        self.route = route
         self.closed = False
 
     def __repr__(self) -> str:
+        if self.route is not None:
+            return f"<Client of {self.app.name} over {', '.join(b.url for b in self.app.brokers)}>"
         return f"<Client of {self.router.address}>"
 
     async def submit(self, call: TaskCall) -> AsyncResult:
-        """Send ``call``; return once the router holds it."""
-        await self.router.ask(Submit(call))
+        """Send ``call``; return once the router holds it (over brokers: once the
+        client's publisher holds it, to publish it as soon as a broker takes it)."""
+        route = self.route
+        if route is None:
+            await self.router.ask(Submit(call))
+        else:
+            from ._brokers import command_address
+            from ._publisher import Publish
+
+            call = attrs.evolve(call, reply_to=route.reply_to)
+            await route.publisher.tell(
+                Publish(command_address(self.app.name, call.queue), call, call.id)
+            )
         return AsyncResult(call.id, call.task, self)
+
+    async def _await_result(self, task_id: str, timeout: float) -> TaskResult:
+        where = self.router if self.route is None else self.route.inbox
+        result: TaskResult = await where.ask(AwaitResult(task_id), timeout=timeout)
+        return result
+
+    async def _state(self, task_id: str) -> str:
+        where = self.router if self.route is None else self.route.inbox
+        state: str = await where.ask(GetState(task_id))
+        return state
+
+    async def _revoke(self, task_id: str, terminate: bool) -> bool:
+        route = self.route
+        if route is None:
+            revoked: bool = await self.router.ask(Revoke(task_id, terminate))
+            return revoked
+        from ._brokers import control_address
+        from ._publisher import Publish
+
+        await route.publisher.tell(
+            Publish(control_address(self.app.name), Revoke(task_id, terminate), uuid.uuid4().hex)
+        )
+        return True
+
+    async def publisher_status(self) -> PublisherStatus | None:
+        """Over brokers: the broker the client publishes to (``None`` if none is
+        reachable) and how many calls wait in its backlog; ``None`` peer-to-peer."""
+        if self.route is None:
+            return None
+        from ._publisher import QueryPublisher
+
+        status: PublisherStatus = await self.route.publisher.ask(QueryPublisher())
+        return status
 
     def result(self, task_id: str, task: str = "") -> AsyncResult:
         """The handle of a call sent earlier, maybe by another process."""
         return AsyncResult(task_id, task, self)
+
+    async def quarantine(self) -> list[QuarantinedCall]:
+        """The calls in the router's quarantine, oldest first: those that failed for
+        good (past their retries, or at a ``poisonous()`` step), each with the call as
+        it was sent (arguments included) and its final result."""
+        calls: list[QuarantinedCall] = await self.router.ask(ListQuarantined())
+        return calls
+
+    async def retry_quarantined(self, task_id: str) -> AsyncResult | None:
+        """Run the quarantined call ``task_id`` again, and take it out of the quarantine.
+
+        The re-run is a new call: same task, arguments, queue and priority, a full
+        retry budget, and a new id (the sinks keep the first result of an id, which
+        for ``task_id`` is its failure). Returns the new call's handle, or ``None`` if
+        no call ``task_id`` is quarantined.
+        """
+        call: TaskCall | None = await self.router.ask(RetryQuarantined(task_id))
+        if call is None:
+            return None
+        return AsyncResult(call.id, call.task, self)
+
+    async def drop_quarantined(self, task_id: str) -> bool:
+        """Take the call ``task_id`` out of the quarantine without running it again
+        (its result stays in the sinks). Returns ``False`` if it was not quarantined."""
+        dropped: bool = await self.router.ask(DropQuarantined(task_id))
+        return dropped
+
+    async def stats(self) -> RouterStats:
+        """The router's counts: calls in each state, and what each worker did."""
+        stats: RouterStats = await self.router.ask(GetStats())
+        return stats
 
 
 @attrs.define(eq=False)
@@ -471,8 +738,8 @@ class AsyncResult:
             ResultTimeout: it did not finish in time (it may still finish later).
         """
         try:
-            document: TaskResult = await self.client.router.ask(
-                AwaitResult(self.id), timeout=_FOREVER if timeout is None else timeout
+            document = await self.client._await_result(
+                self.id, _FOREVER if timeout is None else timeout
             )
         except AskTimeout as exc:
             raise ResultTimeout(
@@ -498,15 +765,44 @@ class AsyncResult:
         raise TaskFailed(document)
 
     async def refresh(self) -> str:
-        """Ask the router for the call's state now, keep it in :attr:`state`, return it."""
-        self.state = await self.client.router.ask(GetState(self.id))
+        """Ask the router for the call's state now, keep it in :attr:`state`, return it.
+
+        Over brokers, the client knows only ``pending`` and the final state, from the
+        result that came back.
+        """
+        self.state = await self.client._state(self.id)
         return self.state
 
     async def revoke(self, *, terminate: bool = False) -> bool:
         """Do not run the call; with ``terminate``, cancel it if it is running.
 
         Returns ``True`` if the call will not run (or was cancelled), ``False`` if it
-        had finished already, or is running and ``terminate`` is false.
+        had finished already, or is running and ``terminate`` is false. Over brokers,
+        the revocation goes to every router and ``True`` means it was sent: routers
+        that hold the call revoke it, and the others remember its id, so it does not
+        run if it arrives later.
         """
-        revoked: bool = await self.client.router.ask(Revoke(self.id, terminate))
-        return revoked
+        return await self.client._revoke(self.id, terminate)
+
+
+@attrs.frozen
+class _BrokerRoute:
+    """How a client reaches the routers over brokers: its publisher, the inbox its
+    results come back to, and the address of that inbox."""
+
+    publisher: ActorRef
+    inbox: ActorRef
+    reply_to: str
+
+
+def _broker_settings(
+    broker: str | BrokerSettings | Sequence[str | BrokerSettings] | None,
+) -> list[BrokerSettings]:
+    if broker is None:
+        return []
+    brokers = [broker] if isinstance(broker, (str, BrokerSettings)) else list(broker)
+    return [
+        # Durable queues: calls waiting on a broker survive its restart.
+        BrokerSettings.from_url(b, durable_queues=True) if isinstance(b, str) else b
+        for b in brokers
+    ]

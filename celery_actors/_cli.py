@@ -11,6 +11,7 @@ import click
 
 from jumpstarter import ActorSystem, RunPlan
 
+from ._app import _broker_settings
 from ._sinks import JsonLinesSink, MemorySink, Sink, SQLiteSink
 
 if TYPE_CHECKING:
@@ -35,6 +36,14 @@ __all__ = ["plan"]
     "[default: the app's router setting]",
 )
 @click.option(
+    "--broker",
+    "brokers",
+    metavar="URL",
+    multiple=True,
+    help="Take calls from this broker (amqp://USER:PASSWORD@HOST:PORT/VHOST); repeat for "
+    "several.  [default: the app's broker setting]",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     default=10,
@@ -45,6 +54,20 @@ __all__ = ["plan"]
     "--threads",
     type=click.IntRange(min=1),
     help="Of those, def tasks running at once (threads).  [default: up to 10]",
+)
+@click.option(
+    "--recent-ids",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Finished runs a worker remembers, to answer a run it receives twice.",
+)
+@click.option(
+    "--boxed",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Child processes a worker runs boxed tasks in.",
 )
 @click.option(
     "--results",
@@ -61,9 +84,12 @@ def plan(app: App, arguments: Sequence[str]) -> RunPlan:
     with _options.make_context(_options.name or "", list(arguments)) as ctx:
         options = ctx.params
     role: str = options["role"]
+    if options["brokers"]:
+        app.brokers = _broker_settings(list(options["brokers"]))
     router_address: str = options["router_address"] or app.router
     concurrency: int = options["concurrency"]
     threads: int | None = options["threads"]
+    worker_options = {"recent_ids": options["recent_ids"], "boxed": options["boxed"]}
     sinks: list[Sink] = [MemorySink()]
     results: Path | None = options["results"]
     if results is not None:
@@ -82,11 +108,15 @@ def plan(app: App, arguments: Sequence[str]) -> RunPlan:
         router = await app.start_router(system, sinks=sinks)
         print(f"{app.name}: router at {router.address}", flush=True)
         if role == "all":
-            await app.start_worker(system, router, concurrency=concurrency, threads=threads)
+            await app.start_worker(
+                system, router, concurrency=concurrency, threads=threads, **worker_options
+            )
 
     async def run_worker(system: ActorSystem) -> None:
         address = f"amqp://{router_address}/{app.name}/user/router"
-        worker = await app.start_worker(system, address, concurrency=concurrency, threads=threads)
+        worker = await app.start_worker(
+            system, address, concurrency=concurrency, threads=threads, **worker_options
+        )
         print(f"{app.name}: worker at {worker.address} for {address}", flush=True)
 
     if role == "worker":

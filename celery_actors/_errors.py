@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
 from jumpstarter import JumpstarterError
@@ -10,9 +11,12 @@ if TYPE_CHECKING:
     from ._protocol import TaskResult
 
 __all__ = [
+    "BlockingCallInTrio",
+    "BoxedTaskCrashed",
     "CeleryActorsError",
     "NotConnected",
     "ResultTimeout",
+    "SoftTimeLimitExceeded",
     "TaskFailed",
     "TaskNotRegistered",
     "TaskRevoked",
@@ -68,3 +72,46 @@ class ResultTimeout(CeleryActorsError, TimeoutError):
 
 class TimeLimitExceeded(CeleryActorsError):
     """A task ran past its ``time_limit`` and was cancelled."""
+
+
+class SoftTimeLimitExceeded(CeleryActorsError):
+    """Raised *inside* a task that ran past its ``soft_time_limit``, so it can clean up.
+
+    Catch it in the task body to tidy up, and even return a value: the call then
+    succeeds. Left uncaught, it fails the call without retry. The hard ``time_limit``
+    (if any) still applies while the task cleans up. See ``docs/tasks.md`` for where
+    it arrives in ``async def``, ``def`` and boxed tasks.
+    """
+
+    def __init__(self, message: str = "the task ran past its soft_time_limit") -> None:
+        super().__init__(message)
+
+
+class BoxedTaskCrashed(CeleryActorsError):
+    """The child process running a boxed call died before answering (a segfault,
+    ``os._exit``, a signal); the worker is unharmed and runs other calls.
+
+    The call follows the task's retry policy, like any unexpected error: give the
+    task ``retry=NO_RETRY`` if a crash means that running it again would crash again.
+
+    Attributes:
+        returncode: the process's exit status; ``-N`` for signal ``N``.
+    """
+
+    def __init__(self, task: str, call_id: str, returncode: int) -> None:
+        if returncode < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-returncode).name} ({-returncode})"
+            except ValueError:
+                how = f"was killed by signal {-returncode}"
+        else:
+            how = f"exited with code {returncode}"
+        super().__init__(
+            f"the boxed process running {task}[{call_id}] {how} before answering; "
+            "the worker goes on, and the call follows the task's retry policy"
+        )
+        self.returncode = returncode
+
+
+class BlockingCallInTrio(CeleryActorsError, RuntimeError):
+    """A blocking client's method was called inside a trio run, whose loop it would stop."""

@@ -23,8 +23,14 @@ __all__ = [
     "PROTOCOL",
     "PROTOCOL_VERSION",
     "AwaitResult",
+    "DropQuarantined",
     "GetState",
+    "GetStats",
+    "ListQuarantined",
+    "QuarantinedCall",
+    "RetryQuarantined",
     "Revoke",
+    "RouterStats",
     "Run",
     "Submit",
     "TaskCall",
@@ -32,6 +38,7 @@ __all__ = [
     "TaskResult",
     "TaskStarted",
     "Terminate",
+    "WorkerStats",
     "WorkerUp",
 ]
 
@@ -88,6 +95,8 @@ class TaskCall:
     queue: str = "default"
     attempt: int = 0
     """How many times it has run already (0 for the first run)."""
+    reply_to: str | None = None
+    """Over a broker: the address the router publishes the final result to."""
 
 
 @_message("error")
@@ -203,6 +212,97 @@ class TaskStarted:
 
     id: str
     worker: str
+
+
+# -- quarantine: calls that failed for good, kept for inspection
+
+
+@_message("quarantined")
+@attrs.frozen(kw_only=True)
+class QuarantinedCall:
+    """A call in the router's quarantine: the call as it was sent, and how it ended
+    (``result.quarantined`` is true)."""
+
+    call: TaskCall
+    result: TaskResult
+
+
+@_message("list-quarantined")
+@attrs.frozen
+class ListQuarantined:
+    """Answered with the quarantined calls, a list of :class:`QuarantinedCall`, oldest
+    first."""
+
+
+@_message("retry-quarantined")
+@attrs.frozen
+class RetryQuarantined:
+    """Run the quarantined call ``id`` again, as a new call with a new id and a full
+    retry budget; it leaves the quarantine. Answered with the new :class:`TaskCall`,
+    or ``None`` if no call ``id`` is quarantined."""
+
+    id: str
+
+
+@_message("drop-quarantined")
+@attrs.frozen
+class DropQuarantined:
+    """Forget the quarantined call ``id`` (its result stays in the sinks). Answered
+    with ``True``, or ``False`` if no call ``id`` is quarantined."""
+
+    id: str
+
+
+# -- statistics
+
+
+@_message("get-stats")
+@attrs.frozen
+class GetStats:
+    """Answered with the router's :class:`RouterStats`."""
+
+
+@_message("worker-stats")
+@attrs.frozen(kw_only=True)
+class WorkerStats:
+    """What one worker did for the router.
+
+    ``received``, ``succeeded``, ``failed``, ``retried`` and ``revoked`` count runs since
+    the router started (a call retried twice is received three times); ``running`` and
+    ``waiting`` are the calls it holds now, started or not yet.
+    """
+
+    address: str
+    up: bool
+    """Whether the worker is registered now (a worker that went away is kept, down)."""
+    capacity: int
+    received: int
+    waiting: int
+    running: int
+    succeeded: int
+    failed: int
+    retried: int
+    revoked: int
+
+
+@_message("stats")
+@attrs.frozen(kw_only=True)
+class RouterStats:
+    """How many calls the router holds in each state, and what each worker did.
+
+    ``states`` maps every :data:`TaskState` to the number of calls in it now (calls of
+    earlier runs of the router, known only to its sinks, are not counted).
+    """
+
+    states: dict[str, int]
+    workers: list[WorkerStats]
+    quarantined: int
+    """Calls in the quarantine."""
+
+    @property
+    def total(self) -> int:
+        """Every call the router holds."""
+        return sum(self.states.values())
 
 
 # -- requests to a worker

@@ -12,8 +12,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import uuid
+from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, get_args
 
 import attrs
 
@@ -23,6 +25,7 @@ from jumpstarter import (
     ActorStopped,
     AskTimeout,
     JumpstarterError,
+    MailboxFull,
     PeerUnreachable,
     PendingReply,
     handler,
@@ -31,27 +34,37 @@ from jumpstarter import (
 from ._clock import wall_time
 from ._protocol import (
     AwaitResult,
+    DropQuarantined,
     GetState,
+    GetStats,
+    ListQuarantined,
+    QuarantinedCall,
+    RetryQuarantined,
     Revoke,
+    RouterStats,
     Run,
     Submit,
     TaskCall,
     TaskError,
     TaskResult,
     TaskStarted,
+    TaskState,
     Terminate,
+    WorkerStats,
     WorkerUp,
 )
+from ._publisher import Publish
 
 if TYPE_CHECKING:
     from ._app import App
     from ._sinks import Sink
 
-__all__ = ["Router"]
+__all__ = ["QUARANTINE_JOURNAL", "Router"]
 
 _logger = logging.getLogger("celery_actors.router")
 
 _RUN_TIMEOUT = 365 * 24 * 3600.0  # a run's ask lasts as long as the call runs
+_REVOKED_EARLY = 10_000  # ids of calls revoked before they arrived, kept
 
 
 @attrs.define
@@ -107,29 +120,59 @@ class Router(Actor):
 
     mailbox_size = 10_000
 
-    def __init__(self, app: App, sinks: Sequence[Sink]) -> None:
+    def __init__(self, app: App, sinks: Sequence[Sink], publisher: ActorRef | None = None) -> None:
         self.app = app
         self.sinks = list(sinks)
+        self.publisher = publisher  # publishes results to brokers (see _brokers.py)
+        self.revoked_early: dict[str, None] = {}  # revoked before they arrived, oldest first
         self.calls: dict[str, _Call] = {}
         self.workers: dict[str, _Worker] = {}
         self.ready: list[tuple[int, int, str]] = []  # (-priority, arrival, id)
         self.arrivals = itertools.count()
+        self.quarantine = _Quarantine(self.sinks)
+        self.tally: dict[str, Counter[str]] = {}  # worker -> its runs' ends, by state
 
     # -- calls
 
     @handler
-    def submit(self, msg: Submit) -> bool:
-        call = msg.call
+    async def submit(self, msg: Submit) -> bool:
+        await self._take(msg.call)
+        return True
+
+    @handler
+    async def call(self, msg: TaskCall) -> TaskResult | None:
+        """A call from a broker: answered once it is final, so that its delivery is
+        settled only then (a router that dies before loses nothing)."""
+        entry = await self._take(msg)
+        if entry.result is not None:  # delivered again after it ended
+            self._publish_result(entry)
+            return entry.result
+        entry.waiters.append(self.reply_later())
+        return None
+
+    async def _take(self, call: TaskCall) -> _Call:
         entry = self.calls.get(call.id)
         if entry is not None and entry.call.task:
-            return True  # sent again: it runs once
+            return entry  # sent again: it runs once
         if entry is None:
-            self.calls[call.id] = _Call(call)
+            entry = self.calls[call.id] = _Call(call)
         else:  # someone waits for its result already
             entry.call = call
-        self._schedule(call)
-        self._dispatch()
-        return True
+        if call.id in self.revoked_early:
+            await self._store(entry, self._revoked(call, "revoked before it arrived"))
+        elif call.task not in self.app.tasks and not any(
+            call.task in worker.tasks for worker in self.workers.values()
+        ):
+            error = TaskError(
+                type="celery_actors.TaskNotRegistered",
+                message=f"no task named {call.task!r} in app {self.app.name!r}: check the "
+                "name, or register the task with @app.task where the router runs",
+            )
+            await self._store(entry, TaskResult.of(call, "failed", wall_time(), error=error))
+        else:
+            self._schedule(call)
+            self._dispatch()
+        return entry
 
     def _schedule(self, call: TaskCall) -> None:
         wait = (call.eta or 0.0) - wall_time()
@@ -197,6 +240,7 @@ class Router(Actor):
     @handler
     async def ended(self, msg: _Ended) -> None:
         result = msg.result
+        self.tally.setdefault(msg.worker, Counter())[result.state] += 1
         worker = self.workers.get(msg.worker)
         if worker is not None:
             worker.running.discard(result.id)
@@ -243,6 +287,8 @@ class Router(Actor):
                     result.id,
                     exc,
                 )
+        if result.quarantined:
+            await self.quarantine.enter(entry.call, result)
         self._finish(entry, result)
 
     def _finish(self, entry: _Call, result: TaskResult) -> None:
@@ -252,6 +298,17 @@ class Router(Actor):
         waiters, entry.waiters = entry.waiters, []
         for pending in waiters:
             pending.succeed(result)
+        self._publish_result(entry)
+
+    def _publish_result(self, entry: _Call) -> None:
+        reply_to = entry.call.reply_to
+        if reply_to is None or self.publisher is None or entry.result is None:
+            return
+        publish = Publish(reply_to, entry.result, f"{entry.call.id}.result")
+        try:
+            self.publisher.tell_nowait(publish)
+        except MailboxFull:  # rare: let a task wait for room rather than lose it
+            self.start_task(self.publisher.tell, publish)
 
     @staticmethod
     def _revoked(call: TaskCall, why: str) -> TaskResult:
@@ -291,7 +348,11 @@ class Router(Actor):
     async def revoke(self, msg: Revoke) -> bool:
         entry = self.calls.get(msg.id)
         if entry is None or not entry.call.task:
-            return False
+            # It may still be on its way (over a broker): it will not run.
+            self.revoked_early[msg.id] = None
+            if len(self.revoked_early) > _REVOKED_EARLY:
+                del self.revoked_early[next(iter(self.revoked_early))]
+            return True
         if entry.result is not None:
             return False
         if entry.state in ("pending", "retrying"):
@@ -322,3 +383,185 @@ class Router(Actor):
             known.tasks = frozenset(msg.tasks)
         self._dispatch()
         return True
+
+    # -- the quarantine (kept by _Quarantine)
+
+    @handler
+    async def list_quarantined(self, msg: ListQuarantined) -> list[QuarantinedCall]:
+        await self.quarantine.load()
+        return list(self.quarantine.calls.values())
+
+    @handler
+    async def retry_quarantined(self, msg: RetryQuarantined) -> TaskCall | None:
+        await self.quarantine.load()
+        kept = self.quarantine.calls.get(msg.id)
+        if kept is None:
+            return None
+        # A new id: the sinks keep the first result of an id, the quarantined failure.
+        call = attrs.evolve(kept.call, id=uuid.uuid4().hex, attempt=0, eta=None, expires=None)
+        await self.quarantine.leave(msg.id, retried_as=call.id)
+        self.calls[call.id] = _Call(call)
+        self._schedule(call)
+        self._dispatch()
+        return call
+
+    @handler
+    async def drop_quarantined(self, msg: DropQuarantined) -> bool:
+        await self.quarantine.load()
+        if msg.id not in self.quarantine.calls:
+            return False
+        await self.quarantine.leave(msg.id)
+        return True
+
+    # -- statistics
+
+    @handler
+    async def get_stats(self, msg: GetStats) -> RouterStats:
+        await self.quarantine.load()
+        states = dict.fromkeys(get_args(TaskState), 0)
+        for entry in self.calls.values():
+            if entry.call.task:  # not a wait for a call never submitted
+                states[entry.state] += 1
+        addresses = [*self.workers, *(known for known in self.tally if known not in self.workers)]
+        workers = []
+        for address in addresses:
+            worker = self.workers.get(address)
+            held = (
+                [self.calls[id].state for id in worker.running if id in self.calls]
+                if worker
+                else []
+            )
+            running = held.count("running")
+            ends = self.tally.get(address, Counter())
+            workers.append(
+                WorkerStats(
+                    address=address,
+                    up=worker is not None,
+                    capacity=worker.capacity if worker is not None else 0,
+                    received=ends.total() + len(held),
+                    waiting=len(held) - running,
+                    running=running,
+                    succeeded=ends["succeeded"],
+                    failed=ends["failed"],
+                    retried=ends["retrying"],
+                    revoked=ends["revoked"],
+                )
+            )
+        return RouterStats(states=states, workers=workers, quarantined=len(self.quarantine.calls))
+
+
+QUARANTINE_JOURNAL = "celery.quarantine"
+"""The task name, and the prefix of the ids (``celery.quarantine.1``, ``.2``...), of the
+quarantine's journal documents in the sinks."""
+
+
+class _Quarantine:
+    """The calls that failed for good (``TaskResult.quarantined``), kept with their
+    arguments so that they can be inspected and run again.
+
+    They are kept in memory, and in every sink as a journal: one document per change,
+    a call entering the quarantine (the call with its arguments, and its result) or
+    leaving it (retried or dropped), stored as a succeeded result whose id is
+    ``celery.quarantine.<n>`` and whose value is the change. Only ``store`` and ``load``
+    are used, so any sink can keep the journal; a durable sink keeps the quarantine
+    across restarts of the router. The journal is read back, change by change, the
+    first time the router needs the quarantine.
+    """
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = sinks
+        self.calls: dict[str, QuarantinedCall] = {}
+        self.next = 1
+        self.loaded = False
+
+    async def load(self) -> None:
+        """Read the journal back from the sinks, once."""
+        if self.loaded:
+            return
+        number = 1
+        while (change := await self._read(number)) is not None:
+            try:
+                self._apply(change)
+            except (TypeError, ValueError, KeyError) as exc:
+                _logger.error(
+                    "quarantine journal document %s.%d is damaged and was skipped: %r",
+                    QUARANTINE_JOURNAL,
+                    number,
+                    exc,
+                )
+            number += 1
+        self.next = number
+        self.loaded = True
+
+    async def enter(self, call: TaskCall, result: TaskResult) -> None:
+        await self.load()
+        self.calls[call.id] = QuarantinedCall(call=call, result=result)
+        await self._write(
+            {"change": "enter", "call": _call_document(call), "result": _result_document(result)}
+        )
+
+    async def leave(self, id: str, *, retried_as: str | None = None) -> None:
+        await self.load()
+        del self.calls[id]
+        change: dict[str, Any] = {"change": "leave", "id": id}
+        if retried_as is not None:
+            change["retried_as"] = retried_as
+        await self._write(change)
+
+    def _apply(self, change: dict[str, Any]) -> None:
+        if change["change"] == "enter":
+            call = TaskCall(**change["call"])
+            result = _result_from_document(change["result"])
+            self.calls[call.id] = QuarantinedCall(call=call, result=result)
+        elif change["change"] == "leave":
+            self.calls.pop(change["id"], None)
+        else:
+            raise ValueError(f"unknown change {change['change']!r}")
+
+    async def _read(self, number: int) -> dict[str, Any] | None:
+        for sink in self.sinks:
+            try:
+                stored = await sink.load(f"{QUARANTINE_JOURNAL}.{number}")
+            except Exception as exc:  # a sink's trouble: read the others
+                _logger.error("sink %r could not read the quarantine journal: %s", sink, exc)
+                continue
+            if stored is not None:
+                return stored.value if isinstance(stored.value, dict) else {"change": None}
+        return None
+
+    async def _write(self, change: dict[str, Any]) -> None:
+        while await self._read(self.next) is not None:  # taken (by another router?): skip
+            self.next += 1
+        document = TaskResult(
+            id=f"{QUARANTINE_JOURNAL}.{self.next}",
+            task=QUARANTINE_JOURNAL,
+            state="succeeded",
+            value=change,
+            finished=wall_time(),
+        )
+        self.next += 1
+        for sink in self.sinks:
+            try:
+                await sink.store(document)
+            except Exception as exc:  # one sink's trouble must not cost the router its calls
+                _logger.error(
+                    "sink %r could not store quarantine journal document %s: %s",
+                    sink,
+                    document.id,
+                    exc,
+                )
+
+
+def _call_document(call: TaskCall) -> dict[str, Any]:
+    return attrs.asdict(call, recurse=False)
+
+
+def _result_document(result: TaskResult) -> dict[str, Any]:
+    document = attrs.asdict(result, recurse=False)
+    document["error"] = None if result.error is None else attrs.asdict(result.error)
+    return document
+
+
+def _result_from_document(document: dict[str, Any]) -> TaskResult:
+    error = document.get("error")
+    return TaskResult(**{**document, "error": None if error is None else TaskError(**error)})

@@ -5,15 +5,42 @@ runs at once; the router never sends more. Each call becomes a :class:`TaskRun` 
 whose state machine says where the call is (``received → running → succeeded |
 failed | retrying | revoked``) and whose answer to the router's ask is the call's
 :class:`TaskResult`.
+
+The worker is an *idempotent receiver*: it remembers the last ``recent_ids`` runs it
+finished, by call id and attempt. A :class:`Run` for a run in progress here waits for
+that run's result instead of starting a second one; a :class:`Run` for a run that
+finished recently is answered with the remembered result. Either way a warning names
+the call.
+
+Time limits, all counted from when the task body starts:
+
+- ``time_limit`` (hard): a cancel scope whose deadline cancels the run; it fails with
+  :class:`TimeLimitExceeded`.
+- ``soft_time_limit``: :class:`SoftTimeLimitExceeded` is raised inside the task so it
+  can clean up. An ``async def`` body runs inside a second cancel scope whose deadline
+  is the soft limit, and is driven by :class:`_SoftLimitRelay`, which sits between trio
+  and the body's coroutine: the ``trio.Cancelled`` that the soft scope delivers at the
+  body's next checkpoint is replaced by :class:`SoftTimeLimitExceeded`, and a third,
+  inner scope (the *guard*) is shielded at that moment, so that the body's cleanup can
+  await although the soft scope stays cancelled. The guard takes over the hard deadline,
+  and revocation and the worker stopping cancel it, so the body is still stopped by those.
+  A ``def`` body runs in a thread, where :class:`_ThreadInterrupt` raises the exception
+  asynchronously (``PyThreadState_SetAsyncExc``); boxed tasks get ``SIGUSR1`` in their
+  process (see :mod:`celery_actors._boxed`).
 """
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import functools
 import logging
+import threading
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import outcome
 import trio
 
 from jumpstarter import (
@@ -26,8 +53,9 @@ from jumpstarter import (
     handler,
 )
 
+from ._boxed import BoxPool
 from ._clock import wall_time
-from ._errors import TimeLimitExceeded
+from ._errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ._protocol import (
     Run,
     TaskCall,
@@ -43,12 +71,15 @@ from ._retry import decide
 if TYPE_CHECKING:
     from ._app import App, Task
 
-__all__ = ["TASK_STATES", "TaskRun", "Worker"]
+__all__ = ["DEFAULT_RECENT_IDS", "TASK_STATES", "TaskRun", "Worker", "run_soft_limited"]
 
 _logger = logging.getLogger("celery_actors.worker")
 
 _ANNOUNCE_EVERY = 2.0  # seconds between two WorkerUp to the router
 _RETRY_FIRST = 0.1  # seconds before trying again to reach the router, doubled each time
+
+DEFAULT_RECENT_IDS = 100
+"""How many finished runs a worker remembers, to answer a duplicate :class:`Run`."""
 
 TASK_STATES = StateMachine(
     name="task",
@@ -64,27 +95,61 @@ TASK_STATES = StateMachine(
 )
 """The state machine of one call on a worker."""
 
+_RunKey = tuple[str, int]  # (call id, attempt)
+
 
 @attrs.frozen
 class _Cancel:
     """Stop running the call: it was revoked with ``terminate``."""
 
 
+@attrs.frozen
+class _SoftLimit:
+    """The soft time limit of a ``def`` or boxed call has passed."""
+
+
+@attrs.define(eq=False)
+class _Running:
+    """A run in progress on this worker, and every ask waiting for its result."""
+
+    waiting: list[PendingReply]
+    run: ActorRef | None = None
+
+
 class Worker(Actor):
     """Runs up to ``concurrency`` calls at once for ``router``; ``def`` tasks run in
-    threads, at most ``threads`` at once."""
+    threads, at most ``threads`` at once; boxed tasks in up to ``boxed`` child
+    processes; the last ``recent_ids`` finished runs are remembered to answer
+    duplicates (see the module docstring)."""
 
-    def __init__(self, app: App, router: ActorRef, concurrency: int, threads: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        router: ActorRef,
+        concurrency: int,
+        threads: int,
+        *,
+        recent_ids: int = DEFAULT_RECENT_IDS,
+        boxed: int = 2,
+    ) -> None:
         if concurrency < 1 or threads < 1:
             raise ValueError("a worker needs concurrency >= 1 and threads >= 1")
+        if recent_ids < 0:
+            raise ValueError(f"recent_ids={recent_ids}: give 0 (remember none) or more")
         self.app = app
         self.router = router
         self.concurrency = concurrency
         self.threads = trio.CapacityLimiter(threads)
-        self.runs: dict[str, ActorRef] = {}
+        self.boxes = BoxPool(boxed)
+        self.recent_ids = recent_ids
+        self.runs: dict[_RunKey, _Running] = {}
+        self.recent: collections.OrderedDict[_RunKey, TaskResult] = collections.OrderedDict()
 
     def on_start(self) -> None:
         self.start_task(self._announce)
+
+    async def on_stop(self) -> None:
+        await self.boxes.aclose()
 
     async def _announce(self) -> None:
         """Tell the router this worker is up, again every few seconds: a router that
@@ -108,7 +173,30 @@ class Worker(Actor):
     @handler
     def run(self, msg: Run) -> None:
         call = msg.call
+        key = (call.id, call.attempt)
         pending = self.reply_later()
+        running = self.runs.get(key)
+        if running is not None:
+            _logger.warning(
+                "call %s[%s] (attempt %d) is already running on this worker: "
+                "the duplicate gets the result of that run",
+                call.task,
+                call.id,
+                call.attempt,
+            )
+            running.waiting.append(pending)
+            return
+        finished = self.recent.get(key)
+        if finished is not None:
+            _logger.warning(
+                "call %s[%s] (attempt %d) finished on this worker recently: "
+                "the duplicate gets the remembered result",
+                call.task,
+                call.id,
+                call.attempt,
+            )
+            pending.succeed(finished)
+            return
         task = self.app.tasks.get(call.task)
         if task is None:
             why = TaskError(
@@ -119,16 +207,34 @@ class Worker(Actor):
                 TaskResult.of(call, "failed", wall_time(), error=why, worker=self.ref.address)
             )
             return
-        self.runs[call.id] = self.spawn_soon(functools.partial(TaskRun, self, task, call, pending))
+        running = self.runs[key] = _Running([pending])
+        running.run = self.spawn_soon(functools.partial(TaskRun, self, task, call))
 
     @handler
     async def terminate(self, msg: Terminate) -> None:
-        run = self.runs.get(msg.id)
-        if run is not None:
-            await run.tell(_Cancel())
+        runs = [running.run for (id_, _), running in self.runs.items() if id_ == msg.id]
+        for run in runs:
+            if run is not None:
+                await run.tell(_Cancel())
 
-    def finished(self, call: TaskCall) -> None:
-        self.runs.pop(call.id, None)
+    def finished(self, call: TaskCall, result: TaskResult) -> None:
+        """Answer every ask waiting for this run, and remember its result."""
+        key = (call.id, call.attempt)
+        running = self.runs.pop(key, None)
+        if self.recent_ids:
+            self.recent[key] = result
+            self.recent.move_to_end(key)
+            while len(self.recent) > self.recent_ids:
+                self.recent.popitem(last=False)
+        for pending in running.waiting if running is not None else ():
+            pending.succeed(result)
+
+    def abandoned(self, call: TaskCall) -> None:
+        """The run stopped before its end: fail the asks, so the router sends it
+        elsewhere."""
+        running = self.runs.pop((call.id, call.attempt), None)
+        for pending in running.waiting if running is not None else ():
+            pending.fail(ActorStopped(f"the worker stopped while running {call.id}"))
 
 
 class TaskRun(Actor):
@@ -136,59 +242,129 @@ class TaskRun(Actor):
 
     state = TASK_STATES
 
-    def __init__(self, worker: Worker, task: Task[Any, Any], call: TaskCall, pending: PendingReply):
+    def __init__(self, worker: Worker, task: Task[Any, Any], call: TaskCall) -> None:
         self.worker = worker
         self.task = task
         self.call = call
-        self.pending = pending
-        self.scope = trio.CancelScope()
+        self.scope = trio.CancelScope()  # revocation
+        self.hard = trio.CancelScope()  # time_limit
+        self.soft = trio.CancelScope()  # soft_time_limit of an async def body
+        self.guard = trio.CancelScope()  # shielded from the soft scope once it has fired
+        self.interrupt: Callable[[], None] | None = None  # the soft limit of def/boxed bodies
+        self.answered = False
+        self.stopping = False
 
     def on_start(self) -> None:
         self.start_task(self._execute)
 
     def on_stop(self) -> None:
-        self.worker.finished(self.call)
-        if not self.pending.done:  # stopped before the end: the router sends it elsewhere
-            self.pending.fail(ActorStopped(f"the worker stopped while running {self.call.id}"))
+        self.stopping = True
+        self.guard.cancel()
+        if not self.answered:  # stopped before the end: the router sends it elsewhere
+            self.worker.abandoned(self.call)
 
     @handler
     def cancel(self, msg: _Cancel) -> None:
         self.scope.cancel()
+        self.guard.cancel()
+
+    @handler
+    def soft_limit(self, msg: _SoftLimit) -> None:
+        if self.interrupt is not None:
+            self.interrupt()
+
+    def _arm_limits(self) -> None:
+        """Start the time limits: when the body starts (for boxed tasks, when the child
+        process starts running it)."""
+        if self.stopping:
+            return
+        task, now = self.task, trio.current_time()
+        if task.time_limit is not None:
+            self.hard.deadline = now + task.time_limit
+        if task.soft_time_limit is not None:
+            if task.is_async and not task.boxed:
+                self.soft.deadline = now + task.soft_time_limit
+            else:
+                self.send_after(task.soft_time_limit, _SoftLimit())
 
     async def _execute(self) -> None:
-        call, task = self.call, self.task
+        call = self.call
         self.state.fire("start")
         await self.worker.router.tell(TaskStarted(call.id, self.worker.ref.address))
+        ended = False
+        value: Any = None
         try:
-            with self.scope:
-                with trio.fail_after(task.time_limit or float("inf")):
-                    value = await self._call()
-        except trio.TooSlowError:
-            error = TimeLimitExceeded(f"{task.name} ran past its time_limit={task.time_limit} s")
-            result = self._failure(error, retry=False)
+            with self.scope, self.hard, self.soft, self.guard:
+                value = await self._call()
+                ended = True
         except Exception as exc:
-            result = self._failure(exc, retry=True)
+            result = self._failure(exc, retry=not _is_soft_limit(exc))
         else:
-            if self.scope.cancelled_caught:
-                self.state.fire("revoke")
-                why = TaskError(
-                    type="celery_actors.TaskRevoked", message="terminated while running"
-                )
-                result = self._result("revoked", error=why)
-            else:
+            if ended:
                 self.state.fire("succeed")
                 result = self._result("succeeded", value=value)
-        self.pending.succeed(result)
+            elif self.stopping:
+                return  # the asks were failed in on_stop
+            else:
+                result = self._cancelled()
+        self.answered = True
+        self.worker.finished(call, result)
         self.stop()
+
+    def _cancelled(self) -> TaskResult:
+        """The result of a run that one of its scopes cancelled."""
+        task = self.task
+        if self.scope.cancel_called:
+            self.state.fire("revoke")
+            why = TaskError(type="celery_actors.TaskRevoked", message="terminated while running")
+            return self._result("revoked", error=why)
+        if self.hard.cancel_called or self.guard.cancel_called:
+            error: Exception = TimeLimitExceeded(
+                f"{task.name} ran past its time_limit={task.time_limit} s"
+            )
+        else:  # the soft scope cancelled tasks the body had started in its nurseries
+            error = SoftTimeLimitExceeded(
+                f"{task.name} ran past its soft_time_limit={task.soft_time_limit} s"
+            )
+        return self._failure(error, retry=False)
 
     async def _call(self) -> Any:
         call, task = self.call, self.task
+        if task.boxed:
+            return await self.worker.boxes.run(task, call, on_started=self._box_started)
+        self._arm_limits()
         if task.is_async:
-            return await task.fn(*call.args, **call.kwargs)
+            coro: Coroutine[Any, Any, Any] = task.fn(*call.args, **call.kwargs)  # type: ignore[assignment]
+            if task.soft_time_limit is None:
+                return await coro
+            return await _SoftLimitRelay(
+                coro,
+                self.soft,
+                self.guard,
+                may_fire=self._soft_limit_may_fire,
+                hard_deadline=lambda: self.hard.deadline,
+                message=f"{task.name} ran past its soft_time_limit={task.soft_time_limit} s",
+            )
+        thread = _ThreadInterrupt()
+        self.interrupt = thread.interrupt
         return await trio.to_thread.run_sync(
-            functools.partial(task.fn, *call.args, **call.kwargs),
+            functools.partial(thread.run, functools.partial(task.fn, *call.args, **call.kwargs)),
             limiter=self.worker.threads,
             abandon_on_cancel=True,
+        )
+
+    def _box_started(self, interrupt: Callable[[], None]) -> None:
+        self.interrupt = interrupt
+        self._arm_limits()
+
+    def _soft_limit_may_fire(self) -> bool:
+        """Whether a cancellation seen now is the soft limit's alone (not also a
+        revocation, the hard limit or the worker stopping)."""
+        return not (
+            self.stopping
+            or self.scope.cancel_called
+            or self.hard.cancel_called
+            or self.guard.cancel_called
         )
 
     def _failure(self, error: Exception, *, retry: bool) -> TaskResult:
@@ -205,3 +381,153 @@ class TaskRun(Actor):
         return TaskResult.of(
             self.call, state, wall_time(), worker=self.worker.ref.address, **fields
         )
+
+
+def _is_soft_limit(error: BaseException) -> bool:
+    """An uncaught :class:`SoftTimeLimitExceeded`, alone or in an exception group."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(SoftTimeLimitExceeded) is not None
+    return isinstance(error, SoftTimeLimitExceeded)
+
+
+# -- soft time limits
+
+
+class _SoftLimitRelay:
+    """Drives ``coro`` for trio, turning the soft scope's cancellation into
+    :class:`SoftTimeLimitExceeded` (see the module docstring).
+
+    trio resumes a task's coroutine by sending it an :class:`outcome.Outcome`; a
+    cancellation is ``outcome.Error(trio.Cancelled)``. The relay passes every yield and
+    every resumption through unchanged, except the first cancellation after ``soft``
+    has fired (when ``may_fire()`` agrees): that one becomes
+    ``outcome.Error(SoftTimeLimitExceeded(message))``, and ``guard`` (a scope between
+    ``soft`` and the body) is shielded and given the hard limit's deadline
+    (``hard_deadline()``), so the body's cleanup runs, bounded by the hard limit.
+    """
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        soft: trio.CancelScope,
+        guard: trio.CancelScope,
+        *,
+        may_fire: Callable[[], bool],
+        message: str,
+        hard_deadline: Callable[[], float] | None = None,
+    ) -> None:
+        self.coro = coro
+        self.soft = soft
+        self.guard = guard
+        self.may_fire = may_fire
+        self.message = message
+        self.hard_deadline = hard_deadline
+        self.fired = False
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro = self.coro
+        send: Any = None
+        throw: BaseException | None = None
+        while True:
+            try:
+                yielded = coro.send(send) if throw is None else coro.throw(throw)
+            except StopIteration as stop:
+                return stop.value
+            send, throw = None, None
+            try:
+                send = yield yielded
+            except BaseException as exc:  # trio throws into a task after a foreign await
+                throw = exc
+                continue
+            if self._is_soft_cancellation(send):
+                self.fired = True
+                self.guard.shield = True
+                if self.hard_deadline is not None:
+                    self.guard.deadline = self.hard_deadline()
+                send = outcome.Error(SoftTimeLimitExceeded(self.message))
+
+    def _is_soft_cancellation(self, resumed: Any) -> bool:
+        return (
+            not self.fired
+            and isinstance(resumed, outcome.Error)
+            and isinstance(resumed.error, trio.Cancelled)
+            and self.soft.cancel_called
+            and self.may_fire()
+        )
+
+
+async def run_soft_limited(
+    coro: Coroutine[Any, Any, Any],
+    soft: trio.CancelScope,
+    guard: trio.CancelScope,
+    *,
+    message: str,
+    may_fire: Callable[[], bool] = lambda: True,
+    hard_deadline: Callable[[], float] | None = None,
+) -> Any:
+    """Await ``coro`` with ``soft`` as its soft time limit: enter ``soft`` then
+    ``guard`` around this call; cancelling ``soft`` (or its deadline passing) raises
+    :class:`SoftTimeLimitExceeded` at the body's next checkpoint, once."""
+    return await _SoftLimitRelay(
+        coro, soft, guard, may_fire=may_fire, message=message, hard_deadline=hard_deadline
+    )
+
+
+class _ThreadInterrupt:
+    """Raises :class:`SoftTimeLimitExceeded` in the thread running a ``def`` body.
+
+    ``PyThreadState_SetAsyncExc`` makes the exception arrive between two bytecodes of
+    that thread: not inside a blocking C call (``time.sleep``, a socket read), only once
+    it returns. It is sent at most once, and only while the body runs: the thread comes
+    from a pool and goes on to other work afterwards, so a pending exception is
+    withdrawn when the body ends, under the same lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+        self._expired = False  # the soft limit passed before the body started
+        self._sent = False
+
+    def interrupt(self) -> None:
+        """The soft limit passed (called from trio)."""
+        with self._lock:
+            self._expired = True
+            if self._thread is not None and not self._sent:
+                self._sent = True
+                _set_async_exc(self._thread, SoftTimeLimitExceeded)
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in this thread, interruptible (called in the worker thread)."""
+        result: outcome.Outcome[Any] | None = None
+        try:
+            with self._lock:
+                self._thread = threading.get_ident()
+                expired = self._expired
+            if expired:
+                raise SoftTimeLimitExceeded()
+            result = outcome.capture(fn)
+        except SoftTimeLimitExceeded as exc:  # it arrived around the body, not in it
+            if result is None:
+                result = outcome.Error(exc)
+        finally:
+            while True:  # the exception may arrive while withdrawing it: then again
+                try:
+                    self._withdraw()
+                    break
+                except SoftTimeLimitExceeded:
+                    continue
+        assert result is not None
+        return result.unwrap()
+
+    def _withdraw(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None and self._sent:
+                _set_async_exc(thread, None)
+
+
+def _set_async_exc(thread: int, error: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), ctypes.py_object(error) if error is not None else None
+    )

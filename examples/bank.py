@@ -11,7 +11,7 @@ talk to it from a shell::
     jumpstart inspect amqp://127.0.0.1:5700/bank
     jumpstart tell amqp://127.0.0.1:5700/bank/user/teller bank.Close
 
-or run both sides at once (the README's demo)::
+or run both sides at once::
 
     jumpstart run examples.bank:demo --name shop
 

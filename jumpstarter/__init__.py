@@ -10,8 +10,13 @@ from ._actor import Actor as Actor
 from ._actor import ChildSpec as ChildSpec
 from ._actor import handler as handler
 from ._actor import resource as resource
+from ._amqp import Accepted as Accepted
 from ._amqp import Keyring as Keyring
 from ._amqp import MessageTooLarge as MessageTooLarge
+from ._amqp import Modified as Modified
+from ._amqp import Outcome as Outcome
+from ._amqp import Rejected as Rejected
+from ._amqp import Released as Released
 from ._amqp import TLSConfig as TLSConfig
 from ._amqp import TypeRegistry as TypeRegistry
 from ._amqp import UnknownMessageType as UnknownMessageType
@@ -76,6 +81,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LIFECYCLE",
+    "Accepted",
     "Actor",
     "ActorCrashed",
     "ActorNotFound",
@@ -111,11 +117,15 @@ __all__ = [
     "MailboxFull",
     "MessageRefused",
     "MessageTooLarge",
+    "Modified",
     "OneForAll",
     "OneForOne",
+    "Outcome",
     "PeerUnreachable",
     "PendingReply",
     "PublishRefused",
+    "Rejected",
+    "Released",
     "RemoteError",
     "RemoteSettings",
     "RestForOne",

@@ -741,6 +741,7 @@ class Broker:
         prefetch: int = 100,
         ask_timeout: float | None = None,
         concurrency: int = 1,
+        durable: bool | None = None,
         task_status: trio.TaskStatus[Consumer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Deliver the messages of ``address`` to the actor ``ref``, at least once.
@@ -774,6 +775,8 @@ class Broker:
                 ``prefetch``). Above 1, messages may be handled out of order, and
                 each is settled when its own ask ends: for actors that answer later
                 (``Actor.reply_later``) and handle other messages meanwhile.
+            durable: attach with a durable source (see
+                :attr:`BrokerSettings.durable_queues`, the default).
 
         Raises:
             AddressRefused: the broker refused the link to ``address``.
@@ -791,7 +794,9 @@ class Broker:
         self._check_open()
         consumer = Consumer(address, ref, prefetch)
         send, receive = trio.open_memory_channel[MessageReceived | _LinkLost](math.inf)
-        run = _ConsumerRun(self, consumer, send, receive, ask_timeout, concurrency)
+        if durable is None:
+            durable = self.settings.durable_queues
+        run = _ConsumerRun(self, consumer, send, receive, ask_timeout, concurrency, durable)
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:  # for the tasks watching the links
@@ -835,6 +840,7 @@ class _ConsumerRun:
         receive: trio.MemoryReceiveChannel[MessageReceived | _LinkLost],
         ask_timeout: float | None,
         concurrency: int,
+        durable: bool,
     ) -> None:
         self.broker = broker
         self.consumer = consumer
@@ -842,6 +848,7 @@ class _ConsumerRun:
         self.receive = receive
         self.ask_timeout = ask_timeout
         self.concurrency = concurrency
+        self.durable = durable
         self.slots = trio.Semaphore(concurrency)
         self.receiver: _ReceiverLink | None = None
         # Being handled, not settled, by id(): each with the scope of its ask, which
@@ -860,7 +867,7 @@ class _ConsumerRun:
                 broker._connection,
                 address,
                 self.consumer.prefetch,
-                durable=broker.settings.durable_queues,
+                durable=self.durable,
             )
         except ProtocolError as error:  # the connection is closing: its news is not read yet
             raise BrokerConnectionError(

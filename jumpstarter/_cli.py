@@ -10,7 +10,9 @@ used on their own:
   ``async def main(system: ActorSystem) -> None``;
 * :func:`run_system` runs a factory in a system until every top-level actor has
   stopped, shutting down gracefully on SIGINT or SIGTERM;
-* :func:`state_machines` lists the state machines of an :class:`Actor` subclass.
+* :func:`state_machines` lists the state machines of an :class:`Actor` subclass;
+* :func:`load_plugins` finds the commands other packages add to ``jumpstart`` (the
+  entry-point group :data:`PLUGIN_GROUP`).
 
 Examples::
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import inspect
 import json
 import os
@@ -56,9 +59,11 @@ from ._system import ActorSystem
 
 __all__ = [
     "DRAW_SUFFIXES",
+    "PLUGIN_GROUP",
     "Factory",
     "load_factory",
     "load_object",
+    "load_plugins",
     "main",
     "run_system",
     "state_machines",
@@ -459,11 +464,116 @@ def _talk_to_node(
 # -- commands ------------------------------------------------------------------------------
 
 
+# -- plugins -------------------------------------------------------------------------------
+
+PLUGIN_GROUP = "jumpstarter.commands"
+"""The entry-point group of the commands other packages add to ``jumpstart``.
+
+An entry point's name is the command's name, and its object a :class:`click.Command`
+(or group)::
+
+    [project.entry-points."jumpstarter.commands"]
+    hello = "mypackage.cli:hello"
+"""
+
+
+def _entry_point_origin(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = entry_point.dist
+    where = f" of {dist.name} {dist.version}" if dist is not None else ""
+    return f"{entry_point.value!r}{where}"
+
+
+def _load_plugin(entry_point: importlib.metadata.EntryPoint) -> click.Command | None:
+    """The command of ``entry_point``, or ``None`` (with a warning) if it cannot be had."""
+    origin = _entry_point_origin(entry_point)
+    try:
+        command = entry_point.load()
+    except Exception as exc:  # any error in someone else's module: warn, go on
+        _say(
+            f"warning: the command {entry_point.name!r} ({origin}) could not be loaded, "
+            f"and is left out: {type(exc).__name__}: {exc}. Reinstall or fix that package, "
+            "or uninstall it to silence this warning."
+        )
+        return None
+    if not isinstance(command, click.Command):
+        _say(
+            f"warning: the command {entry_point.name!r} ({origin}) is of type "
+            f"{type(command).__name__}, not a click command, and is left out. The "
+            f"{PLUGIN_GROUP!r} entry points must name click commands or groups."
+        )
+        return None
+    return command
+
+
+def load_plugins(group: str = PLUGIN_GROUP, *, name: str | None = None) -> dict[str, click.Command]:
+    """Load the commands registered under the entry-point group ``group``.
+
+    Args:
+        group: the entry-point group (see :data:`PLUGIN_GROUP`).
+        name: load only the entry points of this name.
+
+    Returns:
+        The commands by name, sorted. An entry point that cannot be imported, or whose
+        object is not a :class:`click.Command`, is left out with a warning on stderr: one
+        broken package must not take the whole command line down. Of two entry points
+        with the same name, the first found wins, and the other draws a warning.
+    """
+    found = importlib.metadata.entry_points(group=group)
+    if name is not None:
+        found = found.select(name=name)
+    commands: dict[str, click.Command] = {}
+    for entry_point in sorted(found, key=lambda point: point.name):
+        if entry_point.name in commands:
+            _say(
+                f"warning: the command {entry_point.name!r} ({_entry_point_origin(entry_point)}) "
+                "is registered by another package too, and is left out"
+            )
+            continue
+        command = _load_plugin(entry_point)
+        if command is not None:
+            commands[entry_point.name] = command
+    return commands
+
+
 class _Jumpstart(click.Group):
+    """The ``jumpstart`` group: its own commands, then those of :data:`PLUGIN_GROUP`.
+
+    Plugins are looked up when the command line is parsed: a command's name loads only
+    the entry points of that name, and the command list (``--help``) loads them all.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plugins: dict[str, click.Command] | None = None
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # "jumpstart" in usage lines, even when started as `python -m jumpstarter._cli`
         kwargs.setdefault("prog_name", "jumpstart")
         return super().main(*args, **kwargs)
+
+    def _all_plugins(self) -> dict[str, click.Command]:
+        if self._plugins is None:
+            self._plugins = {}
+            for name, command in load_plugins().items():
+                if name in self.commands:
+                    _say(
+                        f"warning: the plugin command {name!r} has the name of a built-in "
+                        "command, and is left out"
+                    )
+                else:
+                    self._plugins[name] = command
+        return self._plugins
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._all_plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        if self._plugins is not None:
+            return self._plugins.get(cmd_name)
+        return load_plugins(name=cmd_name).get(cmd_name)
 
 
 @click.group("jumpstart", cls=_Jumpstart, context_settings={"help_option_names": ["-h", "--help"]})
