@@ -14,9 +14,15 @@ from ._backlog import MemoryBacklog as MemoryBacklog
 from ._backlog import SQLiteBacklog as SQLiteBacklog
 from ._blocking import BlockingClient as BlockingClient
 from ._blocking import BlockingResult as BlockingResult
+from ._bootsteps import BootStep as BootStep
+from ._bootsteps import BootStepError as BootStepError
+from ._bootsteps import BootStepFailed as BootStepFailed
+from ._bootsteps import WorkerContext as WorkerContext
 from ._commands import ClusterStartError as ClusterStartError
 from ._commands import DevCluster as DevCluster
 from ._commands import open_dev_cluster as open_dev_cluster
+from ._control import ControlRefused as ControlRefused
+from ._control import WorkerControl as WorkerControl
 from ._errors import BlockingCallInTrio as BlockingCallInTrio
 from ._errors import BoxedTaskCrashed as BoxedTaskCrashed
 from ._errors import CeleryActorsError as CeleryActorsError
@@ -33,6 +39,8 @@ from ._protocol import RouterStats as RouterStats
 from ._protocol import TaskCall as TaskCall
 from ._protocol import TaskError as TaskError
 from ._protocol import TaskResult as TaskResult
+from ._protocol import WorkerPong as WorkerPong
+from ._protocol import WorkerReport as WorkerReport
 from ._protocol import WorkerStats as WorkerStats
 from ._publisher import PublisherStatus as PublisherStatus
 from ._retry import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY
@@ -59,10 +67,14 @@ __all__ = [
     "BlockingCallInTrio",
     "BlockingClient",
     "BlockingResult",
+    "BootStep",
+    "BootStepError",
+    "BootStepFailed",
     "BoxedTaskCrashed",
     "CeleryActorsError",
     "Client",
     "ClusterStartError",
+    "ControlRefused",
     "DevCluster",
     "JsonLinesSink",
     "MemoryBacklog",
@@ -86,6 +98,10 @@ __all__ = [
     "TaskResult",
     "TaskRevoked",
     "TimeLimitExceeded",
+    "WorkerContext",
+    "WorkerControl",
+    "WorkerPong",
+    "WorkerReport",
     "WorkerStats",
     "open_dev_cluster",
     "optional",

@@ -10,7 +10,7 @@ import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -28,6 +28,7 @@ from jumpstarter import (
 from ._backlog import Backlog, MemoryBacklog, SQLiteBacklog
 from ._blocking import BlockingClient, open_blocking_client
 from ._clock import wall_time
+from ._control import CONTROL_TIMEOUT, WorkerControl
 from ._errors import NotConnected, ResultTimeout, TaskFailed, TaskRevoked
 from ._protocol import (
     MESSAGES,
@@ -48,10 +49,14 @@ from ._publisher import PublisherStatus
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._sinks import MemorySink, Sink
 
+if TYPE_CHECKING:
+    from ._bootsteps import BootStep
+
 __all__ = ["App", "AsyncResult", "Client", "Task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_S = TypeVar("_S")
 
 DEFAULT_ROUTER = "127.0.0.1:5780"
 """Where the router listens unless the app says otherwise."""
@@ -95,6 +100,13 @@ class Task(Generic[P, R]):
         boxed: run calls in a child process of the worker (isolation: a crash there
             fails the call, not the worker). The function must be defined at module
             level, so that the process can import it. See ``docs/tasks.md``.
+        sinks: where the router stores this task's results, instead of its own sinks
+            (``None``: the router's). The sinks live in the router's process: the app
+            module makes them, and the router opens them when it stores a first result.
+        acks_late: over a broker, settle a call's delivery only once its result is
+            stored (the default: a router that dies loses nothing). ``False`` settles
+            it as soon as the router holds the call, for calls that must not run
+            twice rather than at least once.
         queue, priority: defaults for calls.
     """
 
@@ -110,6 +122,8 @@ class Task(Generic[P, R]):
         priority: int,
         soft_time_limit: float | None = None,
         boxed: bool = False,
+        sinks: Sequence[Sink] | None = None,
+        acks_late: bool = True,
     ) -> None:
         for option, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
             if limit is not None and not limit > 0:
@@ -132,6 +146,8 @@ class Task(Generic[P, R]):
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
         self.boxed = boxed
+        self.sinks = list(sinks) if sinks is not None else None
+        self.acks_late = acks_late
         self.queue = queue
         self.priority = priority
         functools.update_wrapper(self, fn)
@@ -276,6 +292,7 @@ class App:
         self.retry = retry
         self.remote = remote
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.boot_steps: list[BootStep] = []
         self._client: Client | None = None
 
     def __repr__(self) -> str:
@@ -307,6 +324,8 @@ class App:
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         boxed: bool = False,
+        sinks: Sequence[Sink] | None = None,
+        acks_late: bool = True,
         queue: str = "default",
         priority: int = 0,
     ) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
@@ -321,6 +340,8 @@ class App:
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         boxed: bool = False,
+        sinks: Sequence[Sink] | None = None,
+        acks_late: bool = True,
         queue: str = "default",
         priority: int = 0,
     ) -> Any:
@@ -345,6 +366,8 @@ class App:
                 time_limit=time_limit,
                 soft_time_limit=soft_time_limit,
                 boxed=boxed,
+                sinks=sinks,
+                acks_late=acks_late,
                 queue=queue,
                 priority=priority,
             )
@@ -352,6 +375,48 @@ class App:
             return task
 
         return register if fn is None else register(fn)
+
+    def boot_step(
+        self, *, name: str | None = None, requires: Sequence[str] = (), optional: bool = False
+    ) -> Callable[[_S], _S]:
+        """Add a step to the start of this app's workers: ``@app.boot_step(...)`` on an
+        Actor subclass (spawned as ``cls(context)``) or on a function ``step(context)``
+        that returns an async context manager, such as an
+        ``@contextlib.asynccontextmanager``. ``context`` is a :class:`WorkerContext`.
+
+        The step starts after the steps it ``requires`` and stops before them; its
+        actor lives at ``<worker>/<name>``. A step that fails to start stops the
+        worker's start with :class:`BootStepFailed`, unless it is ``optional``: then
+        the worker runs degraded and tries it again later. See ``docs/workers.md``.
+
+        Example::
+
+            @app.boot_step(name="db")
+            @contextlib.asynccontextmanager
+            async def db(context):
+                async with open_pool(DSN) as pool:
+                    yield pool
+        """
+        from ._bootsteps import BUILTIN_STEPS, BootStep
+
+        def register(start: _S) -> _S:
+            step_name = name or getattr(start, "__name__", "")
+            if not step_name or step_name in BUILTIN_STEPS:
+                raise ValueError(
+                    f"boot step {step_name!r}: give it a name (name=...) that is not one "
+                    f"of the built-in steps {', '.join(BUILTIN_STEPS)}"
+                )
+            if any(step.name == step_name for step in self.boot_steps):
+                raise ValueError(
+                    f"a boot step named {step_name!r} is already declared in app "
+                    f"{self.name!r}; give one of them another name"
+                )
+            self.boot_steps.append(
+                BootStep(step_name, cast(Any, start), requires=requires, optional=optional)
+            )
+            return start
+
+        return register
 
     # -- clients
 
@@ -405,6 +470,7 @@ class App:
         default: bool = True,
         recent_ids: int = 100,
         boxed: int = 2,
+        prefetch: int = 1,
     ) -> AsyncIterator[Client]:
         """Run a router and ``workers`` workers in this trio run, in one actor system
         with no network, and a client of them: for tests, scripts and notebooks.
@@ -428,6 +494,7 @@ class App:
                     name=f"worker-{number + 1}",
                     recent_ids=recent_ids,
                     boxed=boxed,
+                    prefetch=prefetch,
                 )
             async with self._open_client(system, router, default=default) as client:
                 yield client
@@ -573,6 +640,9 @@ class App:
         name: str = "worker",
         recent_ids: int = 100,
         boxed: int = 2,
+        prefetch: int = 1,
+        warm_shutdown: bool = False,
+        shutdown_timeout: float | None = None,
     ) -> ActorRef:
         """Spawn a worker actor in ``system`` that runs this app's tasks for ``router``.
 
@@ -586,7 +656,27 @@ class App:
                 instead of running it twice (``0``: remember none).
             boxed: of the ``concurrency`` calls, how many boxed tasks run at once: the
                 size of the worker's pool of child processes, started as needed.
+            prefetch: the worker takes up to ``concurrency * prefetch`` calls from the
+                router at once; those beyond ``concurrency`` wait for a slot on the
+                worker (state ``received``), in priority order: more calls per second
+                for short tasks, but a call waiting on a busy worker does not go to an
+                idle one.
+            warm_shutdown: when ``system`` shuts down gracefully, the worker first
+                stops taking calls and lets the running ones finish, until a little
+                before the system's deadline (``jumpstart run`` sets it; see
+                ``docs/workers.md``). Otherwise they go back to the router at once.
+            shutdown_timeout: how long running calls may finish when the ``shutdown``
+                control command does not say; ``None``: the system's
+                ``shutdown_timeout``.
+
+        Its boot steps (the built-in ones and :meth:`boot_step`'s) are up when this
+        returns.
+
+        Raises:
+            BootStepFailed: a mandatory boot step failed to start; the worker is
+                stopped.
         """
+        from ._shutdown import WorkerOps
         from ._worker import Worker
 
         if router is None:
@@ -601,12 +691,30 @@ class App:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return await system.spawn(
+        ops = WorkerOps(
+            self, self.boot_steps, warm_shutdown=warm_shutdown, shutdown_timeout=shutdown_timeout
+        )
+        worker = await system.spawn(
             functools.partial(
-                Worker, self, router, concurrency, threads, recent_ids=recent_ids, boxed=boxed
+                Worker,
+                self,
+                router,
+                concurrency,
+                threads,
+                recent_ids=recent_ids,
+                boxed=boxed,
+                prefetch=prefetch,
+                ops=ops,
             ),
             name=name,
         )
+        try:
+            await ops.wait_booted()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await system.stop(worker)
+            raise
+        return worker
 
 
 class Client:
@@ -708,6 +816,12 @@ class Client:
         (its result stays in the sinks). Returns ``False`` if it was not quarantined."""
         dropped: bool = await self.router.ask(DropQuarantined(task_id))
         return dropped
+
+    def control(self, worker: str, *, timeout: float = CONTROL_TIMEOUT) -> WorkerControl:
+        """Control commands for the worker at ``worker`` (its address, as ``jumpstart
+        run`` prints it): ``await client.control(address).ping()``; see
+        :class:`WorkerControl` and ``docs/workers.md``."""
+        return WorkerControl(self.system, worker, timeout=timeout)
 
     async def stats(self) -> RouterStats:
         """The router's counts: calls in each state, and what each worker did."""

@@ -56,6 +56,14 @@ __all__ = ["plan"]
     help="Of those, def tasks running at once (threads).  [default: up to 10]",
 )
 @click.option(
+    "--prefetch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="A worker takes up to concurrency x prefetch calls at once: more keeps a busy "
+    "worker fed with short tasks.",
+)
+@click.option(
     "--recent-ids",
     type=click.IntRange(min=0),
     default=100,
@@ -89,7 +97,12 @@ def plan(app: App, arguments: Sequence[str]) -> RunPlan:
     router_address: str = options["router_address"] or app.router
     concurrency: int = options["concurrency"]
     threads: int | None = options["threads"]
-    worker_options = {"recent_ids": options["recent_ids"], "boxed": options["boxed"]}
+    worker_options: dict[str, Any] = {
+        "warm_shutdown": True,  # SIGTERM: running calls may finish (docs/workers.md)
+        "recent_ids": options["recent_ids"],
+        "boxed": options["boxed"],
+        "prefetch": options["prefetch"],
+    }
     sinks: list[Sink] = [MemorySink()]
     results: Path | None = options["results"]
     if results is not None:

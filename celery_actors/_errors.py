@@ -115,3 +115,25 @@ class BoxedTaskCrashed(CeleryActorsError):
 
 class BlockingCallInTrio(CeleryActorsError, RuntimeError):
     """A blocking client's method was called inside a trio run, whose loop it would stop."""
+
+
+def _public(*classes: type) -> None:
+    """Name errors after the package that exports them: a failure stores its
+    exception's ``module.QualName`` (``celery_actors.TimeLimitExceeded``), and the
+    private module is no name for users to match on."""
+    for cls in classes:
+        cls.__module__ = "celery_actors"
+
+
+_public(
+    CeleryActorsError,
+    NotConnected,
+    TaskNotRegistered,
+    TaskFailed,
+    TaskRevoked,
+    ResultTimeout,
+    TimeLimitExceeded,
+    SoftTimeLimitExceeded,
+    BoxedTaskCrashed,
+    BlockingCallInTrio,
+)

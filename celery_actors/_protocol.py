@@ -23,6 +23,13 @@ __all__ = [
     "PROTOCOL",
     "PROTOCOL_VERSION",
     "AwaitResult",
+    "ControlPause",
+    "ControlPing",
+    "ControlRefusal",
+    "ControlResume",
+    "ControlRevoke",
+    "ControlShutdown",
+    "ControlStats",
     "DropQuarantined",
     "GetState",
     "GetStats",
@@ -38,6 +45,9 @@ __all__ = [
     "TaskResult",
     "TaskStarted",
     "Terminate",
+    "Withdraw",
+    "WorkerPong",
+    "WorkerReport",
     "WorkerStats",
     "WorkerUp",
 ]
@@ -322,3 +332,107 @@ class Terminate:
     """Cancel the running call ``id``; it ends ``revoked``."""
 
     id: str
+
+
+@_message("withdraw")
+@attrs.frozen
+class Withdraw:
+    """Asked by the router of a worker: do not start the call ``id``, which waits there
+    for a slot. Answered with ``True`` if it will not start (it ends ``revoked``),
+    ``False`` if it has started (or is not there)."""
+
+    id: str
+
+
+# -- control commands, to a worker's control actor (see docs/workers.md)
+
+
+@_message("control.ping")
+@attrs.frozen
+class ControlPing:
+    """Answered with a :class:`WorkerPong`: the worker is up and says who it is."""
+
+
+@_message("control.pong")
+@attrs.frozen(kw_only=True)
+class WorkerPong:
+    """A worker's answer to :class:`ControlPing`."""
+
+    address: str
+    """The worker actor's address."""
+    uptime: float
+    """Seconds since the worker started."""
+    state: str
+    """``running``, ``paused`` or ``stopping``."""
+
+
+@_message("control.stats")
+@attrs.frozen
+class ControlStats:
+    """Answered with the worker's :class:`WorkerReport`."""
+
+
+@_message("control.report")
+@attrs.frozen(kw_only=True)
+class WorkerReport:
+    """What a worker holds and did since it started, as its control actor sees it."""
+
+    address: str
+    state: str
+    """``running``, ``paused`` or ``stopping``."""
+    uptime: float
+    concurrency: int
+    """Calls it runs at once."""
+    held: int
+    """Calls it holds now: running, or waiting for a slot."""
+    succeeded: int
+    failed: int
+    retried: int
+    revoked: int
+    boxed: int
+    """The size of its pool of processes for boxed tasks."""
+    steps: dict[str, str]
+    """Every boot step's name, and its state: ``up``, ``down`` (an optional step that
+    failed and is retried) or ``waiting``."""
+
+
+@_message("control.revoke")
+@attrs.frozen
+class ControlRevoke:
+    """Cancel the call ``id`` if it runs on this worker (it ends ``revoked``).
+    Answered with ``True`` if it did, ``False`` if the worker does not hold it."""
+
+    id: str
+
+
+@_message("control.shutdown")
+@attrs.frozen
+class ControlShutdown:
+    """Stop the worker. Warm (the default): take no new calls, let the running ones
+    finish for up to ``timeout`` seconds (``None``: the worker's shutdown timeout), hand
+    the others back to the router. Cold: hand every call back at once. Answered with
+    ``True`` once the shutdown has begun."""
+
+    cold: bool = False
+    timeout: float | None = None
+
+
+@_message("control.pause")
+@attrs.frozen
+class ControlPause:
+    """Take no new calls (the router is told the worker has no free slot); running
+    calls go on. Answered with ``True``."""
+
+
+@_message("control.resume")
+@attrs.frozen
+class ControlResume:
+    """Take calls again after :class:`ControlPause`. Answered with ``True``."""
+
+
+@_message("control.refused")
+@attrs.frozen
+class ControlRefusal:
+    """The answer to a control command the worker refuses, and why."""
+
+    reason: str

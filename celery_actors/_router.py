@@ -9,6 +9,7 @@ then.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -21,6 +22,7 @@ import attrs
 
 from jumpstarter import (
     Actor,
+    ActorNotFound,
     ActorRef,
     ActorStopped,
     AskTimeout,
@@ -50,6 +52,7 @@ from ._protocol import (
     TaskStarted,
     TaskState,
     Terminate,
+    Withdraw,
     WorkerStats,
     WorkerUp,
 )
@@ -64,6 +67,11 @@ __all__ = ["QUARANTINE_JOURNAL", "Router"]
 _logger = logging.getLogger("celery_actors.router")
 
 _RUN_TIMEOUT = 365 * 24 * 3600.0  # a run's ask lasts as long as the call runs
+FINISHED_KEPT = 10_000
+"""Final calls the router keeps in memory (to answer about them, and to run a call sent
+again once); it asks its sinks about older ones."""
+
+_WITHDRAW_TIMEOUT = 10.0  # seconds a worker has to say whether a waiting call started
 _REVOKED_EARLY = 10_000  # ids of calls revoked before they arrived, kept
 
 
@@ -126,6 +134,7 @@ class Router(Actor):
         self.publisher = publisher  # publishes results to brokers (see _brokers.py)
         self.revoked_early: dict[str, None] = {}  # revoked before they arrived, oldest first
         self.calls: dict[str, _Call] = {}
+        self.finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.workers: dict[str, _Worker] = {}
         self.ready: list[tuple[int, int, str]] = []  # (-priority, arrival, id)
         self.arrivals = itertools.count()
@@ -147,6 +156,9 @@ class Router(Actor):
         if entry.result is not None:  # delivered again after it ended
             self._publish_result(entry)
             return entry.result
+        task = self.app.tasks.get(msg.task)
+        if task is not None and not task.acks_late:
+            return None  # settled now: the router holds it
         entry.waiters.append(self.reply_later())
         return None
 
@@ -155,7 +167,12 @@ class Router(Actor):
         if entry is not None and entry.call.task:
             return entry  # sent again: it runs once
         if entry is None:
+            stored = await self._load(call.id, call.task)
             entry = self.calls[call.id] = _Call(call)
+            if stored is not None:  # ran already (before a restart, say): it runs once
+                entry.state, entry.result = stored.state, stored
+                self._forget_later(entry)
+                return entry
         else:  # someone waits for its result already
             entry.call = call
         if call.id in self.revoked_early:
@@ -222,7 +239,7 @@ class Router(Actor):
     async def _run(self, worker: ActorRef, call: TaskCall) -> None:
         try:
             result: TaskResult = await worker.ask(Run(call), timeout=_RUN_TIMEOUT)
-        except (PeerUnreachable, ActorStopped, AskTimeout) as exc:
+        except (PeerUnreachable, ActorStopped, ActorNotFound, AskTimeout) as exc:
             await self.ref.tell(_Lost(call.id, worker.address, str(exc)))
         except Exception as exc:  # the worker could not even answer (its result did not encode)
             error = TaskError.from_exception(exc, with_traceback=False)
@@ -275,8 +292,24 @@ class Router(Actor):
             heapq.heappush(self.ready, (-10, next(self.arrivals), msg.id))
         self._dispatch()
 
+    def _sinks_of(self, task: str) -> list[Sink]:
+        """Where results of ``task`` go: its own sinks, if it names some."""
+        declared = self.app.tasks.get(task)
+        if declared is not None and declared.sinks is not None:
+            return declared.sinks
+        return self.sinks
+
+    def _all_sinks(self) -> list[Sink]:
+        """Every sink a result may be in: the router's and the tasks' own."""
+        found = list(self.sinks)
+        for task in self.app.tasks.values():
+            for sink in task.sinks or ():
+                if not any(sink is seen for seen in found):
+                    found.append(sink)
+        return found
+
     async def _store(self, entry: _Call, result: TaskResult) -> None:
-        for sink in self.sinks:
+        for sink in self._sinks_of(result.task):
             try:
                 await sink.store(result)
             except Exception as exc:  # one sink's trouble must not cost the router its calls
@@ -299,6 +332,18 @@ class Router(Actor):
         for pending in waiters:
             pending.succeed(result)
         self._publish_result(entry)
+        self._forget_later(entry)
+
+    def _forget_later(self, entry: _Call) -> None:
+        """Keep the last :data:`FINISHED_KEPT` final calls in memory; the sinks answer
+        about older ones."""
+        finished = self.finished
+        finished[entry.call.id] = None
+        while len(finished) > FINISHED_KEPT:
+            old, _ = finished.popitem(last=False)
+            kept = self.calls.get(old)
+            if kept is not None and kept.result is not None and not kept.waiters:
+                del self.calls[old]
 
     def _publish_result(self, entry: _Call) -> None:
         reply_to = entry.call.reply_to
@@ -321,10 +366,9 @@ class Router(Actor):
     async def await_result(self, msg: AwaitResult) -> TaskResult | None:
         entry = self.calls.get(msg.id)
         if entry is None:
-            for sink in self.sinks:  # a call of an earlier run of the router
-                stored = await sink.load(msg.id)
-                if stored is not None:
-                    return stored
+            stored = await self._load(msg.id)  # a call of an earlier run of the router
+            if stored is not None:
+                return stored
             entry = self.calls[msg.id] = _Call(
                 TaskCall(id=msg.id, task=""), state="pending"
             )  # not submitted yet: wait for it
@@ -338,11 +382,20 @@ class Router(Actor):
         entry = self.calls.get(msg.id)
         if entry is not None and entry.call.task:
             return entry.state
-        for sink in self.sinks:
-            stored = await sink.load(msg.id)
+        stored = await self._load(msg.id)
+        return stored.state if stored is not None else "pending"
+
+    async def _load(self, id: str, task: str | None = None) -> TaskResult | None:
+        """The stored result of call ``id`` (of ``task``, if known), from the sinks."""
+        for sink in self._all_sinks() if task is None else self._sinks_of(task):
+            try:
+                stored = await sink.load(id)
+            except Exception as exc:  # a sink's trouble: the others may know
+                _logger.error("sink %r could not load the result of %s: %s", sink, id, exc)
+                continue
             if stored is not None:
-                return stored.state
-        return "pending"
+                return stored
+        return None
 
     @handler
     async def revoke(self, msg: Revoke) -> bool:
@@ -358,11 +411,20 @@ class Router(Actor):
         if entry.state in ("pending", "retrying"):
             await self._store(entry, self._revoked(entry.call, "revoked before it started"))
             return True
-        if msg.terminate and entry.worker is not None:
-            worker = self.workers.get(entry.worker)
-            if worker is not None:
-                await worker.ref.tell(Terminate(msg.id))
+        worker = self.workers.get(entry.worker) if entry.worker is not None else None
+        if worker is None:
+            return False
+        if entry.state == "received":  # on the worker, maybe waiting for a slot there
+            try:
+                withdrawn: bool = await worker.ref.ask(Withdraw(msg.id), timeout=_WITHDRAW_TIMEOUT)
+            except (JumpstarterError, OSError) as exc:
+                _logger.warning("could not withdraw %s from %s: %s", msg.id, entry.worker, exc)
+                withdrawn = False
+            if withdrawn:  # its run ends revoked, and comes back as any other
                 return True
+        if msg.terminate:
+            await worker.ref.tell(Terminate(msg.id))
+            return True
         return False
 
     # -- workers

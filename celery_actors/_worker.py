@@ -34,6 +34,8 @@ from __future__ import annotations
 import collections
 import ctypes
 import functools
+import heapq
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Generator
@@ -64,14 +66,23 @@ from ._protocol import (
     TaskStarted,
     TaskState,
     Terminate,
+    Withdraw,
     WorkerUp,
 )
 from ._retry import decide
 
 if TYPE_CHECKING:
     from ._app import App, Task
+    from ._shutdown import WorkerOps
 
-__all__ = ["DEFAULT_RECENT_IDS", "TASK_STATES", "TaskRun", "Worker", "run_soft_limited"]
+__all__ = [
+    "DEFAULT_PREFETCH",
+    "DEFAULT_RECENT_IDS",
+    "TASK_STATES",
+    "TaskRun",
+    "Worker",
+    "run_soft_limited",
+]
 
 _logger = logging.getLogger("celery_actors.worker")
 
@@ -79,6 +90,12 @@ _ANNOUNCE_EVERY = 2.0  # seconds between two WorkerUp to the router
 _RETRY_FIRST = 0.1  # seconds before trying again to reach the router, doubled each time
 
 DEFAULT_RECENT_IDS = 100
+
+DEFAULT_PREFETCH = 1
+"""A worker takes up to ``concurrency * prefetch`` calls from its router at once (Celery's
+prefetch multiplier). Above 1, the next calls wait on the worker, not a round trip away,
+when one ends: more calls per second for short tasks; but a call waiting on a busy worker
+does not go to an idle one."""
 """How many finished runs a worker remembers, to answer a duplicate :class:`Run`."""
 
 TASK_STATES = StateMachine(
@@ -104,6 +121,11 @@ class _Cancel:
 
 
 @attrs.frozen
+class _Withdraw:
+    """Do not start the call if it has not started: answered with ``True`` if so."""
+
+
+@attrs.frozen
 class _SoftLimit:
     """The soft time limit of a ``def`` or boxed call has passed."""
 
@@ -116,8 +138,46 @@ class _Running:
     run: ActorRef | None = None
 
 
+class _Slots:
+    """The worker's run slots, handed to waiting calls by priority, then arrival."""
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self.waiting: list[tuple[int, int, trio.Event]] = []  # (-priority, arrival, event)
+        self.gone: set[trio.Event] = set()  # waiters cancelled before their turn
+        self.arrivals = itertools.count()
+
+    async def acquire(self, priority: int) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        turn = trio.Event()
+        heapq.heappush(self.waiting, (-priority, next(self.arrivals), turn))
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn.is_set():  # handed the slot as it was cancelled: pass it on
+                self.release()
+            else:
+                self.gone.add(turn)
+            raise
+
+    def release(self) -> None:
+        while self.waiting:
+            _, _, turn = heapq.heappop(self.waiting)
+            if turn in self.gone:
+                self.gone.discard(turn)
+                continue
+            turn.set()  # the slot goes straight to the next in line
+            return
+        self.free += 1
+
+
 class Worker(Actor):
-    """Runs up to ``concurrency`` calls at once for ``router``; ``def`` tasks run in
+    """Runs up to ``concurrency`` calls at once for ``router``, and holds up to
+    ``prefetch`` times as many, waiting for a slot; ``def`` tasks run in
     threads, at most ``threads`` at once; boxed tasks in up to ``boxed`` child
     processes; the last ``recent_ids`` finished runs are remembered to answer
     duplicates (see the module docstring)."""
@@ -131,22 +191,36 @@ class Worker(Actor):
         *,
         recent_ids: int = DEFAULT_RECENT_IDS,
         boxed: int = 2,
+        prefetch: int = DEFAULT_PREFETCH,
+        ops: WorkerOps | None = None,
     ) -> None:
-        if concurrency < 1 or threads < 1:
-            raise ValueError("a worker needs concurrency >= 1 and threads >= 1")
+        for option, value in (
+            ("concurrency", concurrency),
+            ("threads", threads),
+            ("prefetch", prefetch),
+        ):
+            if value < 1:
+                raise ValueError(f"a worker needs {option} >= 1, not {value}")
         if recent_ids < 0:
             raise ValueError(f"recent_ids={recent_ids}: give 0 (remember none) or more")
         self.app = app
         self.router = router
         self.concurrency = concurrency
+        self.prefetch = prefetch
+        self.slots = _Slots(concurrency)  # calls running; the others wait, received
         self.threads = trio.CapacityLimiter(threads)
         self.boxes = BoxPool(boxed)
         self.recent_ids = recent_ids
         self.runs: dict[_RunKey, _Running] = {}
         self.recent: collections.OrderedDict[_RunKey, TaskResult] = collections.OrderedDict()
+        self.ops = ops  # boot steps, control, warm shutdown (see _shutdown.py)
+        self.ended: collections.Counter[str] = collections.Counter()  # runs, by final state
 
     def on_start(self) -> None:
-        self.start_task(self._announce)
+        if self.ops is not None:
+            self.ops.start(self)  # its "announce" step announces
+        else:
+            self.start_task(self._announce)
 
     async def on_stop(self) -> None:
         await self.boxes.aclose()
@@ -155,7 +229,9 @@ class Worker(Actor):
         """Tell the router this worker is up, again every few seconds: a router that
         restarted (or was not up yet) learns of it that way."""
         offer = WorkerUp(
-            address=self.ref.address, capacity=self.concurrency, tasks=sorted(self.app.tasks)
+            address=self.ref.address,
+            capacity=self.concurrency * self.prefetch,
+            tasks=sorted(self.app.tasks),
         )
         delay = _RETRY_FIRST
         while True:
@@ -211,6 +287,14 @@ class Worker(Actor):
         running.run = self.spawn_soon(functools.partial(TaskRun, self, task, call))
 
     @handler
+    async def withdraw(self, msg: Withdraw) -> bool:
+        for (id_, _), running in list(self.runs.items()):
+            if id_ == msg.id and running.run is not None:
+                withdrawn: bool = await running.run.ask(_Withdraw())
+                return withdrawn
+        return False
+
+    @handler
     async def terminate(self, msg: Terminate) -> None:
         runs = [running.run for (id_, _), running in self.runs.items() if id_ == msg.id]
         for run in runs:
@@ -221,6 +305,7 @@ class Worker(Actor):
         """Answer every ask waiting for this run, and remember its result."""
         key = (call.id, call.attempt)
         running = self.runs.pop(key, None)
+        self.ended[result.state] += 1
         if self.recent_ids:
             self.recent[key] = result
             self.recent.move_to_end(key)
@@ -247,6 +332,7 @@ class TaskRun(Actor):
         self.task = task
         self.call = call
         self.scope = trio.CancelScope()  # revocation
+        self.waiting = trio.CancelScope()  # revocation while it waits for a slot
         self.hard = trio.CancelScope()  # time_limit
         self.soft = trio.CancelScope()  # soft_time_limit of an async def body
         self.guard = trio.CancelScope()  # shielded from the soft scope once it has fired
@@ -265,8 +351,16 @@ class TaskRun(Actor):
 
     @handler
     def cancel(self, msg: _Cancel) -> None:
+        self.waiting.cancel()
         self.scope.cancel()
         self.guard.cancel()
+
+    @handler
+    def withdraw(self, msg: _Withdraw) -> bool:
+        if self.state.state != "received" or self.stopping:
+            return False
+        self.waiting.cancel()
+        return True
 
     @handler
     def soft_limit(self, msg: _SoftLimit) -> None:
@@ -288,6 +382,32 @@ class TaskRun(Actor):
                 self.send_after(task.soft_time_limit, _SoftLimit())
 
     async def _execute(self) -> None:
+        call = self.call
+        slots = self.worker.slots
+        acquired = False
+        with self.waiting:  # revoked or withdrawn while it waits for a slot
+            await slots.acquire(call.priority)
+            acquired = True
+        why = None
+        if self.waiting.cancel_called:
+            why = "revoked before it started"
+        elif call.expires is not None and wall_time() > call.expires:
+            why = "it expired before it could start"
+        if why is not None:
+            if acquired:
+                slots.release()
+            self.state.fire("revoke")
+            error = TaskError(type="celery_actors.TaskRevoked", message=why)
+            self.answered = True
+            self.worker.finished(call, self._result("revoked", error=error))
+            self.stop()
+            return
+        try:
+            await self._execute_in_slot()
+        finally:
+            slots.release()
+
+    async def _execute_in_slot(self) -> None:
         call = self.call
         self.state.fire("start")
         await self.worker.router.tell(TaskStarted(call.id, self.worker.ref.address))

@@ -7,7 +7,7 @@ import functools
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
@@ -235,7 +235,10 @@ class ActorSystem:
         self._idle: trio.Event | None = None
         self._listen = _split_listen(listen) if listen is not None else None
         self.registry = registry if registry is not None else TypeRegistry()
-        self._node = Node(self, self.registry, remote if remote is not None else RemoteSettings())
+        self.remote = remote if remote is not None else RemoteSettings()
+        """How this system talks to other nodes (read it; set it with ``remote=``)."""
+        self._node = Node(self, self.registry, self.remote)
+        self._shutdown_hooks: list[Callable[[], Awaitable[object]]] = []
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r} actors={len(self._registry)}>"
@@ -308,22 +311,59 @@ class ActorSystem:
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop every actor gracefully, then the system.
 
-        Top-level actors are stopped together; each stops the actors that depend
-        on it first, then its children, then itself, handling the mail already in
-        its mailbox. Past ``timeout`` (default: ``shutdown_timeout``) the rest are
-        stopped at once and their mail goes to the dead letters. New spawns are
-        refused from the start of the shutdown.
+        The hooks of :meth:`on_shutdown` run first. Then top-level actors are stopped
+        together; each stops the actors that depend on it first, then its children,
+        then itself, handling the mail already in its mailbox. Past ``timeout``
+        (default: ``shutdown_timeout``) the rest are stopped at once and their mail
+        goes to the dead letters. New spawns are refused once the hooks have run.
         """
         if not self._running:
             return
-        self._closing = True
         deadline = self.shutdown_timeout if timeout is None else timeout
         with trio.move_on_after(deadline):
+            await self._run_shutdown_hooks()
+            self._closing = True
             cells = [c for c in self._top.values() if not c.finished]
             await stop_all(cells, drain=True)
+        self._closing = True
         await self._node.aclose()
         self._running = False
         self._nursery.cancel_scope.cancel()
+
+    def on_shutdown(self, hook: Callable[[], Awaitable[object]]) -> Callable[[], None]:
+        """Await ``hook()`` when a graceful shutdown begins, before any actor is stopped.
+
+        Hooks run concurrently, while every actor still runs and the network is up,
+        within the shutdown's deadline (``trio.current_effective_deadline()`` inside a
+        hook says when it ends; past it, the hook is cancelled): use one to finish work
+        in progress, such as a worker letting its running jobs end. An exception in a
+        hook is logged and the shutdown goes on. A shutdown past its deadline, or with
+        ``timeout=0``, does not wait for them.
+
+        Returns a function that removes the hook.
+        """
+        self._shutdown_hooks.append(hook)
+
+        def remove() -> None:
+            if hook in self._shutdown_hooks:
+                self._shutdown_hooks.remove(hook)
+
+        return remove
+
+    async def _run_shutdown_hooks(self) -> None:
+        hooks, self._shutdown_hooks = self._shutdown_hooks, []
+        if not hooks:
+            return
+
+        async def run(hook: Callable[[], Awaitable[object]]) -> None:
+            try:
+                await hook()
+            except Exception as exc:
+                logger.warning("shutdown hook %r failed: %r", hook, exc)
+
+        async with trio.open_nursery() as nursery:
+            for hook in hooks:
+                nursery.start_soon(run, hook)
 
     async def _finish_remaining(self) -> None:
         for cell in list(self._registry.values()):

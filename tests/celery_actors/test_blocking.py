@@ -26,7 +26,7 @@ from celery_actors import (
 )
 from jumpstarter import ActorStartError, InvalidActorPath, PeerUnreachable, RemoteSettings
 from tests.celery_actors import proc_app
-from tests.celery_actors.test_processes import Role
+from tests.celery_actors.roles import Role
 
 TIMEOUT = 30.0
 THREAD = "celery_actors client of test-blocking"

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import trio
 
 from tests.celery_actors.broker_proc_app import app, marked_sleep
+from tests.celery_actors.roles import Role
 
 pytestmark = pytest.mark.slow
 
@@ -23,39 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 APP = "tests.celery_actors.broker_proc_app:app"
 URL = "amqp://guest:guest@127.0.0.1:5672"
 TIMEOUT = 60.0
-
-
-class Role:
-    """One ``jumpstart run`` process of the broker app; ``line`` is what it printed first."""
-
-    def __init__(self, *options: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jumpstarter", "run", APP, *options],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.line = self.process.stdout.readline()
-        if not self.line:
-            self.stop()
-            pytest.fail(f"jumpstart run {APP} {' '.join(options)} exited")
-
-    @property
-    def port(self) -> int:
-        return int(self.line.split("amqp://127.0.0.1:", 1)[1].split("/", 1)[0])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(TIMEOUT)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 @pytest.fixture
@@ -88,10 +55,10 @@ async def test_a_worker_killed_mid_task_over_rabbitmq_loses_nothing(roles, tmp_p
     results = tmp_path / "results.jsonl"
     markers = tmp_path / "markers"
     markers.mkdir()
-    router = Role("--role", "router", "--router", "127.0.0.1:0", "--results", str(results))
+    router = Role("--role", "router", "--router", "127.0.0.1:0", "--results", str(results), app=APP)
     roles.append(router)
     for _ in range(2):
-        roles.append(Role("--role", "worker", "--router", f"127.0.0.1:{router.port}"))
+        roles.append(Role("--role", "worker", "--router", router.address, app=APP))
     workers = {role.process.pid: role for role in roles[1:]}
     async with app.connect():
         call = await marked_sleep.delay(str(markers), "victim", 2.0)
@@ -110,14 +77,14 @@ async def test_a_router_killed_mid_task_gives_the_call_back_to_the_broker(roles,
     markers = tmp_path / "markers"
     markers.mkdir()
     options = ("--role", "all", "--router", "127.0.0.1:0", "--results", str(results))
-    first = Role(*options)
+    first = Role(*options, app=APP)
     roles.append(first)
     async with app.connect():
         call = await marked_sleep.delay(str(markers), "twice", 1.0)
         await wait_for_marker(markers, 1)
         first.process.kill()  # SIGKILL: the call was never settled on the broker
         first.process.wait(TIMEOUT)
-        roles.append(Role(*options))  # a new router, with the same results file
+        roles.append(Role(*options, app=APP))  # a new router, with the same results file
         value = await call.get(timeout=TIMEOUT)
     runs = sorted(int(path.suffix[1:]) for path in markers.iterdir())
     assert runs == sorted([first.process.pid, roles[1].process.pid])

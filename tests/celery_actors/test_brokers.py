@@ -223,3 +223,21 @@ async def test_any_amqp_client_can_publish_a_call_and_get_its_result(app_name):
                 n.cancel_scope.cancel()
     (result,) = box
     assert isinstance(result, TaskResult) and result.value == 7 and result.id == "by-hand-1"
+
+
+async def test_a_task_with_acks_late_off_is_settled_as_soon_as_the_router_holds_it(app_name):
+    app = make_app(app_name)
+    sink = GatedSink()
+
+    @app.task(name="early", acks_late=False)
+    async def early() -> str:
+        return "done"
+
+    with trio.fail_after(TIMEOUT):
+        async with app.local(sinks=[sink]):
+            result = await early.delay()
+            await sink.entered.wait()
+            # Ran, not stored yet, and already settled on the broker.
+            assert queue_counts(f"{app_name}.default") == (0, 0)
+            sink.gate.set()
+            assert await result.get() == "done"

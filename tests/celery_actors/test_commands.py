@@ -35,6 +35,7 @@ from celery_actors import (
     poisonous,
 )
 from tests.celery_actors.cli_app import add, app
+from tests.celery_actors.roles import Role
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "tests.celery_actors.cli_app:app"
@@ -46,43 +47,6 @@ JUMPSTART = [sys.executable, "-m", "jumpstarter"]
 CALL_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class Role:
-    """One ``jumpstart run`` process of the test app; ``line`` is the first line it
-    printed."""
-
-    def __init__(self, *options: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jumpstarter", "run", APP, *options],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.line = self.process.stdout.readline()
-        if not self.line:
-            assert self.process.stderr is not None
-            error = self.process.stderr.read()
-            self.stop()
-            pytest.fail(f"jumpstart run {APP} {' '.join(options)} exited: {error}")
-
-    @property
-    def address(self) -> str:
-        return self.line.split("amqp://", 1)[1].split("/", 1)[0]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(TIMEOUT)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-
 class Cluster:
     """A router (storing results in a SQLite file) and a worker, each a process."""
 
@@ -91,9 +55,11 @@ class Cluster:
         self.roles: list[Role] = []
 
     def start(self) -> str:
-        router = Role("--role", "router", "--router", "127.0.0.1:0", "--results", str(self.results))
+        router = Role(
+            "--role", "router", "--router", "127.0.0.1:0", "--results", str(self.results), app=APP
+        )
         self.roles.append(router)
-        self.roles.append(Role("--role", "worker", "--router", router.address))
+        self.roles.append(Role("--role", "worker", "--router", router.address, app=APP))
         return router.address
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ import trio
 
 from celery_actors import App
 from jumpstarter import ActorSystem, Keyring, RemoteSettings
-from tests.celery_actors.test_processes import Role
+from tests.celery_actors.roles import Role
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = [sys.executable, str(Path(__file__).with_name("foreign_client.py"))]

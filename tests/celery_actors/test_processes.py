@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,46 +13,11 @@ import pytest
 import trio
 
 from tests.celery_actors.proc_app import add, app, marked_sleep, pid
+from tests.celery_actors.roles import Role
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "tests.celery_actors.proc_app:app"
 TIMEOUT = 30.0
-
-
-class Role:
-    """One ``jumpstart run`` process; ``line`` is the first line it printed."""
-
-    def __init__(self, *options: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jumpstarter", "run", APP, *options],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.line = self.process.stdout.readline()
-        if not self.line:
-            assert self.process.stderr is not None
-            error = self.process.stderr.read()
-            self.stop()
-            pytest.fail(f"jumpstart run {APP} {' '.join(options)} exited: {error}")
-
-    @property
-    def port(self) -> int:
-        return int(self.line.split("amqp://127.0.0.1:", 1)[1].split("/", 1)[0])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(TIMEOUT)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture

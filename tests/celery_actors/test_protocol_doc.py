@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from celery_actors._protocol import MESSAGES, PROTOCOL_VERSION, TaskState
-from tests.celery_actors.test_processes import Role
+from tests.celery_actors.roles import Role
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "protocol.md"

@@ -533,3 +533,32 @@ async def test_file_sinks_do_not_touch_the_disk_until_first_used(tmp_path: Path)
     for aclose in sinks:
         await aclose()
     assert files(tmp_path) == []
+
+
+async def test_a_task_naming_its_own_sinks_stores_its_results_there_only(tmp_path):
+    from celery_actors import App
+
+    own = JsonLinesSink(tmp_path / "reports.jsonl")
+    app = App("test-task-sinks")
+
+    @app.task(name="report", sinks=[own])
+    async def report(n: int) -> int:
+        return n
+
+    @app.task(name="other")
+    async def other(n: int) -> int:
+        return n
+
+    shared = MemorySink()
+    async with app.local(sinks=[shared]) as client:
+        mine = await report.delay(1)
+        theirs = await other.delay(2)
+        assert await mine.get(timeout=5) == 1
+        assert await theirs.get(timeout=5) == 2
+        assert await own.load(mine.id) is not None
+        assert await own.load(theirs.id) is None
+        assert await shared.load(mine.id) is None
+        assert await shared.load(theirs.id) is not None
+        # A result is found in the task's own sinks too.
+        assert await client.result(mine.id).get(timeout=5) == 1
+    await own.aclose()
