@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -38,12 +39,17 @@ def _version(distribution: str) -> str:
         return "?"
 
 
-def source_fingerprint() -> str:
-    """A short hash of jumpstarter's sources: which code a run measured (no commits needed)."""
+SOURCES = ("jumpstarter",)
+"""The packages a suite measures, unless it names its own (its ``SOURCES``)."""
+
+
+def source_fingerprint(packages: Sequence[str] = SOURCES) -> str:
+    """A short hash of the packages' sources: which code a run measured (no commits needed)."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "jumpstarter").rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode())
-        digest.update(path.read_bytes())
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            digest.update(path.relative_to(ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -76,7 +82,7 @@ def _jumpstarter_version() -> str:
     return jumpstarter.__version__
 
 
-def _meta(args: argparse.Namespace, sizes: Any) -> dict[str, Any]:
+def _meta(args: argparse.Namespace, sizes: Any, packages: Sequence[str]) -> dict[str, Any]:
     return {
         "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -88,7 +94,8 @@ def _meta(args: argparse.Namespace, sizes: Any) -> dict[str, Any]:
         "quick": args.quick,
         "sizes": attrs.asdict(sizes),
         "commit": _git_commit(),
-        "source": source_fingerprint(),
+        "source": source_fingerprint(packages),
+        "source_packages": list(packages),
         "versions": {
             "jumpstarter": _jumpstarter_version(),
             "pykka": _version("pykka"),
@@ -147,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         or job.scenario.split("_")[0] in only
         or job.peer in only
     ]
-    meta = _meta(args, sizes)
+    packages: Sequence[str] = getattr(suite, "SOURCES", SOURCES)
+    meta = _meta(args, sizes, packages)
     for distribution in getattr(suite, "DISTRIBUTIONS", ()):
         meta["versions"][distribution] = _version(distribution)
     console = Console() if sys.stdout.isatty() else Console(width=150)
@@ -178,11 +186,11 @@ def main(argv: list[str] | None = None) -> None:
                         results.setdefault(job.peer, {}).setdefault(job.key, []).append(figures)
                 progress.advance(task)
     getattr(suite, "render", render)(console, suite, results, errors, meta)
-    if source_fingerprint() != meta["source"]:
+    if source_fingerprint(packages) != meta["source"]:
         console.print(
             Text(
-                "warning: jumpstarter's sources changed during the run; "
-                "its figures may mix two versions",
+                f"warning: the sources of {' and '.join(packages)} changed during the run; "
+                "the figures may mix two versions",
                 style="bold yellow",
             )
         )

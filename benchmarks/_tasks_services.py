@@ -25,6 +25,9 @@ from ._remote_common import BROKER_HOST, BROKER_PORT, broker_reachable, free_por
 from ._runner import ROOT
 
 __all__ = [
+    "CELERY_ACTORS_APP_ENV",
+    "CELERY_ACTORS_BROKER_ENV",
+    "RABBITMQ_AMQP10_URL",
     "RABBITMQ_URL",
     "START_TIMEOUT",
     "PeerFailed",
@@ -37,6 +40,17 @@ __all__ = [
 
 RABBITMQ_URL: Final = f"amqp://guest:guest@{BROKER_HOST}:{BROKER_PORT}/%2F"
 """RabbitMQ over AMQP 0.9.1, as Celery (kombu/py-amqp) and Dramatiq (pika) reach it."""
+
+RABBITMQ_AMQP10_URL: Final = f"amqp://guest:guest@{BROKER_HOST}:{BROKER_PORT}"
+"""The same RabbitMQ over AMQP 1.0 (its plugin), as celery_actors reaches it."""
+
+CELERY_ACTORS_APP_ENV: Final = "BENCH_CELERY_ACTORS_APP"
+"""Names the celery_actors app of :mod:`benchmarks._tasks_app`, in every process of a
+measurement (router, worker, client); unset: ``bench-tasks``."""
+
+CELERY_ACTORS_BROKER_ENV: Final = "BENCH_CELERY_ACTORS_BROKER"
+"""Gives that app a broker's URL (its calls then travel through the broker); unset:
+peer-to-peer."""
 
 START_TIMEOUT: Final = 60.0
 """Seconds a peer has to start and run its first task."""

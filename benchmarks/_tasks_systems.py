@@ -3,8 +3,7 @@
 Each system is one :class:`System`: a key (the job's peer name), what the table
 shows, and ``run(scenario)``, which starts the system's processes, measures with
 :mod:`benchmarks._tasks_measure`, stops everything and returns the figures. A new
-system (say celery_actors through RabbitMQ) is one more function and one more
-entry in :data:`SYSTEMS`.
+system is one more function and one more entry in :data:`SYSTEMS`.
 
 Celery and Dramatiq are imported only inside their functions: the suite's table
 and plan do not need them.
@@ -23,6 +22,9 @@ import attrs
 
 from ._tasks_measure import Scenario, measure_async, measure_sync
 from ._tasks_services import (
+    CELERY_ACTORS_APP_ENV,
+    CELERY_ACTORS_BROKER_ENV,
+    RABBITMQ_AMQP10_URL,
     RABBITMQ_URL,
     START_TIMEOUT,
     Service,
@@ -78,7 +80,7 @@ class System:
 
 P2P_TARGETS: Final = Targets(tasks_per_s=20_000, p50_ms=0.5)
 BROKER_TARGETS: Final = Targets(tasks_per_s=5_000, p50_ms=1.0)
-"""For celery_actors through RabbitMQ, once it is measured."""
+"""For celery_actors through RabbitMQ."""
 
 _ADDRESS = re.compile(r"router at amqp://127\.0\.0\.1:(\d+)/")
 
@@ -90,7 +92,11 @@ def _python(*arguments: str) -> list[str]:
 def _celery_actors_client(
     scenario: Scenario, router: str, services: Sequence[Service]
 ) -> dict[str, Any]:
-    """Measure as a client of the celery_actors router at ``router`` (``HOST:PORT``)."""
+    """Measure as a client of the celery_actors router at ``router`` (``HOST:PORT``).
+
+    The app is imported here, so that it reads the environment the system's
+    function set (its name and broker).
+    """
     import trio
 
     from celery_actors import AsyncResult, ResultTimeout
@@ -112,13 +118,12 @@ def _celery_actors_client(
     return figures
 
 
-def celery_actors_p2p(scenario: Scenario) -> dict[str, Any]:
-    """celery_actors peer-to-peer: a router process and a worker process, linked over
-    AMQP 1.0; this process is the client."""
+def _celery_actors(scenario: Scenario, router_options: Sequence[str] = ()) -> dict[str, Any]:
+    """Start a celery_actors router (with ``router_options``) and a worker process, and
+    measure as their client."""
     run = ("-m", "jumpstarter", "run", "benchmarks._tasks_app:app")
-    with service(
-        "celery_actors router", _python(*run, "--role", "router", "--router", "127.0.0.1:0")
-    ) as router:
+    router_command = _python(*run, "--role", "router", "--router", "127.0.0.1:0", *router_options)
+    with service("celery_actors router", router_command) as router:
         port = router.wait_for(
             lambda out: (m := _ADDRESS.search(out)) and m.group(1), "its address", START_TIMEOUT
         )
@@ -134,6 +139,33 @@ def celery_actors_p2p(scenario: Scenario) -> dict[str, Any]:
         with service("celery_actors worker", worker_command) as worker:
             worker.wait_for(lambda out: "worker at" in out or None, "its address", START_TIMEOUT)
             return _celery_actors_client(scenario, f"127.0.0.1:{port}", [router, worker])
+
+
+def celery_actors_p2p(scenario: Scenario) -> dict[str, Any]:
+    """celery_actors peer-to-peer: a router process and a worker process, linked over
+    AMQP 1.0; this process is the client."""
+    return _celery_actors(scenario)
+
+
+def celery_actors_rabbitmq(scenario: Scenario) -> dict[str, Any]:
+    """celery_actors through RabbitMQ: this process publishes the calls to the app's
+    queue over AMQP 1.0, the router consumes them there and publishes the results
+    back through RabbitMQ; the worker links to the router peer-to-peer.
+
+    The app's name is the measurement's own, and so is its durable queue, which is
+    deleted before the measurement and after it.
+    """
+    require_rabbitmq()
+    name = f"bench-tasks-{os.getpid()}"
+    queues = [f"{name}.default"]
+    # Read by this process's app (imported later) and by the peers, which inherit it.
+    os.environ[CELERY_ACTORS_APP_ENV] = name
+    os.environ[CELERY_ACTORS_BROKER_ENV] = RABBITMQ_AMQP10_URL
+    delete_queues(queues)
+    try:
+        return _celery_actors(scenario, ("--broker", RABBITMQ_AMQP10_URL))
+    finally:
+        delete_queues(queues)
 
 
 def _import_app(module: str, env: dict[str, str]) -> Any:
@@ -247,6 +279,15 @@ SYSTEMS: Final = (
         celery_actors_p2p,
         ours=True,
         targets=P2P_TARGETS,
+    ),
+    System(
+        "celery-actors-rabbitmq",
+        "celery_actors, through RabbitMQ",
+        "a router (--broker, AMQP 1.0) and a worker process; "
+        f"--concurrency {CELERY_ACTORS_CONCURRENCY}; async def task",
+        celery_actors_rabbitmq,
+        ours=True,
+        targets=BROKER_TARGETS,
     ),
     System(
         "celery-prefork",

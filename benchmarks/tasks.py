@@ -9,9 +9,10 @@ Two measurements, for every system of :data:`benchmarks._tasks_systems.SYSTEMS`:
    p50 and p99.
 
 Each measurement runs in a fresh process (:mod:`benchmarks._tasks_worker`), which
-starts the system (router and worker, or a worker with RabbitMQ and a Redis of its
-own), is its client, and stops it again. Each repetition runs every system, one
-after the other, so a noisy neighbour hurts all alike.
+starts the system (router and worker, with or without RabbitMQ between the client
+and the router, or a worker with RabbitMQ and a Redis of its own), is its client, and
+stops it again. Each repetition runs every system, one after the other, so a noisy
+neighbour hurts all alike.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from ._tasks_systems import SYSTEMS, System
 __all__ = ["FULL", "QUICK", "Sizes", "TaskJob", "plan", "render"]
 
 NAME = "tasks"
+
+SOURCES = ("jumpstarter", "celery_actors")
+"""The packages whose sources the run's fingerprint covers (the code it measured)."""
 
 DISTRIBUTIONS = ("celery", "kombu", "dramatiq", "pika", "redis")
 """Versions shown in the header besides jumpstarter's and trio's."""
@@ -259,9 +263,11 @@ def _notes(meta: dict[str, Any]) -> Sequence[str]:
         f"round trip: {sizes['roundtrip']:,} sequential calls, each timed from the call to "
         f"its result. Both measurements come after {sizes['warmup']:,} untimed round trips.",
         "Celery and Dramatiq: RabbitMQ on 127.0.0.1 over AMQP 0.9.1 (py-amqp / pika), "
-        "results in a Redis server of the run's own; celery_actors: no broker, the processes "
-        "are linked peer-to-peer over AMQP 1.0. celery_actors through RabbitMQ is not "
-        "measured yet.",
+        "results in a Redis server of the run's own. celery_actors peer-to-peer: no broker, "
+        "the processes are linked over AMQP 1.0. celery_actors through RabbitMQ: the client "
+        "publishes the calls to the app's durable queue over AMQP 1.0, the router consumes "
+        "them, settles each once its result is stored and publishes the result back through "
+        "RabbitMQ; the worker links to the router peer-to-peer.",
         EARLIER,
     )
 
@@ -283,7 +289,8 @@ def render(
             ),
             Text(
                 f"run at {meta['timestamp']} · git {meta['commit']} · "
-                f"jumpstarter sources {meta['source']}",
+                f"{' + '.join(meta.get('source_packages', SOURCES))} sources "
+                f"{meta['source']}",
                 style="dim",
             ),
             Text(

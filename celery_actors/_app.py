@@ -9,7 +9,7 @@ import inspect
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 import attrs
@@ -485,6 +485,9 @@ class App:
                 stack.push_async_callback(sink.aclose)
             system = await stack.enter_async_context(ActorSystem(self.name, registry=self.registry))
             router = await self.start_router(system, sinks=sinks, wait_for_brokers=True)
+            client = await stack.enter_async_context(
+                self._open_client(system, router, default=default)
+            )
             for number in range(workers):
                 await self.start_worker(
                     system,
@@ -495,19 +498,27 @@ class App:
                     recent_ids=recent_ids,
                     boxed=boxed,
                     prefetch=prefetch,
+                    client=client,
                 )
-            async with self._open_client(system, router, default=default) as client:
-                yield client
+            yield client
 
     @contextlib.asynccontextmanager
     async def _open_client(
-        self, system: ActorSystem, router: ActorRef, *, default: bool = True
+        self,
+        system: ActorSystem,
+        router: ActorRef,
+        *,
+        default: bool = True,
+        innermost: bool = True,
     ) -> AsyncIterator[Client]:
+        """A client of ``router``; with ``default``, the app's default client while it is
+        open; with ``innermost``, the client of this task and those it starts (a
+        context variable: entered and left in one task)."""
         route = None
         if self.brokers:
             route = await self._broker_route(system)
         client = Client(self, system, router, route)
-        token = _current.set(client)
+        token = _current.set(client) if innermost else None
         previous = self._client
         if default:
             self._client = client
@@ -515,9 +526,22 @@ class App:
             yield client
         finally:
             client.closed = True
-            _current.reset(token)
+            if token is not None:
+                _current.reset(token)
             if default:
                 self._client = previous
+
+    @contextlib.contextmanager
+    def _calling_through(self, client: Client | None) -> Iterator[None]:
+        """Make ``client`` the innermost client in this block (of this task)."""
+        if client is None:
+            yield
+            return
+        token = _current.set(client)
+        try:
+            yield
+        finally:
+            _current.reset(token)
 
     def connect_blocking(self, router: str | None = None) -> BlockingClient:
         """A client of the router at ``router`` for code that is not async (a Django or
@@ -571,14 +595,15 @@ class App:
         from ._brokers import ReplyInbox, reply_address
         from ._publisher import Publisher
 
-        reply_to = reply_address(self.name, uuid.uuid4().hex)
-        inbox = await system.spawn(ReplyInbox, name="results")
+        client_id = uuid.uuid4().hex
+        reply_to = reply_address(self.name, client_id)
+        inbox = await system.spawn(ReplyInbox, name=f"results-{client_id[:8]}")
         backlog = self._new_backlog()
         publisher = await system.spawn(
             functools.partial(
                 Publisher, self.brokers, self.registry, backlog, subscription=(reply_to, inbox)
             ),
-            name="publisher",
+            name=f"publisher-{client_id[:8]}",
         )
         return _BrokerRoute(publisher, inbox, reply_to)
 
@@ -643,6 +668,7 @@ class App:
         prefetch: int = 1,
         warm_shutdown: bool = False,
         shutdown_timeout: float | None = None,
+        client: Client | None = None,
     ) -> ActorRef:
         """Spawn a worker actor in ``system`` that runs this app's tasks for ``router``.
 
@@ -668,6 +694,9 @@ class App:
             shutdown_timeout: how long running calls may finish when the ``shutdown``
                 control command does not say; ``None``: the system's
                 ``shutdown_timeout``.
+            client: the client through which the tasks it runs call tasks
+                (``await other.delay()``); by default the worker opens its own, of
+                ``router``.
 
         Its boot steps (the built-in ones and :meth:`boot_step`'s) are up when this
         returns.
@@ -705,6 +734,7 @@ class App:
                 boxed=boxed,
                 prefetch=prefetch,
                 ops=ops,
+                client=client,
             ),
             name=name,
         )

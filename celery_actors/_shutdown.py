@@ -52,7 +52,9 @@ MARGIN = 1.0
 under a system shutdown leaves before the system's deadline, to hand the calls still
 running back to the router."""
 
-_ASK = 5.0  # seconds for the router to answer the worker during a shutdown
+_ASK = 1.0  # seconds for the router to answer the worker during a shutdown (a router
+# that does not answer in time learns later: a call it sends then is refused and goes
+# elsewhere)
 
 
 class WorkerOps:

@@ -32,6 +32,7 @@ Time limits, all counted from when the task body starts:
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import functools
 import heapq
@@ -39,7 +40,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import outcome
@@ -53,6 +54,7 @@ from jumpstarter import (
     PendingReply,
     StateMachine,
     handler,
+    resource,
 )
 
 from ._boxed import BoxPool
@@ -72,7 +74,7 @@ from ._protocol import (
 from ._retry import decide
 
 if TYPE_CHECKING:
-    from ._app import App, Task
+    from ._app import App, Client, Task
     from ._shutdown import WorkerOps
 
 __all__ = [
@@ -193,6 +195,7 @@ class Worker(Actor):
         boxed: int = 2,
         prefetch: int = DEFAULT_PREFETCH,
         ops: WorkerOps | None = None,
+        client: Client | None = None,
     ) -> None:
         for option, value in (
             ("concurrency", concurrency),
@@ -214,7 +217,23 @@ class Worker(Actor):
         self.runs: dict[_RunKey, _Running] = {}
         self.recent: collections.OrderedDict[_RunKey, TaskResult] = collections.OrderedDict()
         self.ops = ops  # boot steps, control, warm shutdown (see _shutdown.py)
+        self.given_client = client
         self.ended: collections.Counter[str] = collections.Counter()  # runs, by final state
+
+    @resource
+    def own_client(self) -> contextlib.AbstractAsyncContextManager[Client | None]:
+        """A client of this worker's router while it runs, through which tasks call
+        tasks (``await other.delay()``); none if the worker was given one."""
+        if self.given_client is not None:
+            return contextlib.nullcontext()
+        return self.app._open_client(self.system, self.router, default=False, innermost=False)
+
+    @property
+    def client(self) -> Client | None:
+        """The client the tasks this worker runs call tasks through."""
+        if self.given_client is not None:
+            return self.given_client
+        return cast("Client | None", self.own_client)  # while started: the entered value
 
     def on_start(self) -> None:
         if self.ops is not None:
@@ -414,7 +433,13 @@ class TaskRun(Actor):
         ended = False
         value: Any = None
         try:
-            with self.scope, self.hard, self.soft, self.guard:
+            with (
+                self.scope,
+                self.hard,
+                self.soft,
+                self.guard,
+                self.worker.app._calling_through(self.worker.client),
+            ):
                 value = await self._call()
                 ended = True
         except Exception as exc:

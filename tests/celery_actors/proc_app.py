@@ -27,3 +27,11 @@ async def marked_sleep(marker_dir: str, key: str, seconds: float) -> int:
     await trio.Path(marker_dir, f"{key}.{os.getpid()}").write_text("started")
     await trio.sleep(seconds)
     return os.getpid()
+
+
+@app.task
+async def add_one_through_the_router(x: int) -> int:
+    """A task calling a task: the worker process's client sends it to the router."""
+    result = await add.delay(x, 1)
+    value: int = await result.get(timeout=30)
+    return value

@@ -29,7 +29,7 @@ TIMEOUT = 60.0
 def roles() -> Iterator[list[Role]]:
     started: list[Role] = []
     yield started
-    for role in started:
+    for role in reversed(started):  # workers first, while their router still answers
         role.stop()
     subprocess.run(
         ["rabbitmqctl", "-q", "delete_queue", f"{app.name}.default"], capture_output=True

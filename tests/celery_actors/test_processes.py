@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.celery_actors.proc_app import add, app, marked_sleep, pid
+from tests.celery_actors.proc_app import add, add_one_through_the_router, app, marked_sleep, pid
 from tests.celery_actors.roles import Role
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[Role], Path]]:
             roles.append(Role("--role", "worker", "--router", address, "--concurrency", "4"))
         yield address, roles, results
     finally:
-        for role in roles:
+        for role in reversed(roles):  # workers first, while their router still answers
             role.stop()
 
 
@@ -75,3 +75,11 @@ async def test_a_worker_killed_mid_task_loses_nothing_and_the_result_is_stored_o
     assert sorted(int(path.suffix[1:]) for path in markers.iterdir()) == sorted([victim, survivor])
     lines = [doc for doc in stored(results) if doc["id"] == call.id]
     assert len(lines) == 1 and lines[0]["state"] == "succeeded"
+
+
+@pytest.mark.slow
+async def test_a_task_on_a_worker_process_calls_another_task(cluster):
+    address, _, _ = cluster
+    async with app.connect(router=address):
+        call = await add_one_through_the_router.delay(41)
+        assert await call.get(timeout=TIMEOUT) == 42
