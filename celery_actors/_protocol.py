@@ -39,12 +39,15 @@ __all__ = [
     "Revoke",
     "RouterStats",
     "Run",
+    "RunEnded",
+    "RunLost",
     "Submit",
     "TaskCall",
     "TaskError",
     "TaskResult",
     "TaskStarted",
     "Terminate",
+    "WatchWorker",
     "Withdraw",
     "WorkerPong",
     "WorkerReport",
@@ -321,9 +324,40 @@ class RouterStats:
 @_message("run")
 @attrs.frozen
 class Run:
-    """Run ``call``; answered with its :class:`TaskResult` when it ends."""
+    """Told by the router to a worker: run ``call``; the worker tells
+    :class:`RunEnded` when it ends (or :class:`RunLost` if it cannot)."""
 
     call: TaskCall
+
+
+@_message("run-ended")
+@attrs.frozen
+class RunEnded:
+    """Told by a worker to its router: a run ended with ``result`` (``retrying``
+    included: the router runs it again later)."""
+
+    result: TaskResult
+    worker: str
+
+
+@_message("run-lost")
+@attrs.frozen
+class RunLost:
+    """Told by a worker to its router: the run of call ``id`` stopped before its end
+    (the worker is shutting down, say); the router sends the call elsewhere."""
+
+    id: str
+    attempt: int
+    worker: str
+    reason: str
+
+
+@_message("watch-worker")
+@attrs.frozen
+class WatchWorker:
+    """Asked by the router of a worker it dispatches to, once: answered only when the
+    worker stops. An ask that fails (the worker's process died, its connection broke)
+    tells the router the same: the calls it sent there go elsewhere."""
 
 
 @_message("terminate")

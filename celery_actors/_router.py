@@ -1,10 +1,11 @@
 """The router: holds calls, dispatches them to workers with free capacity, stores results.
 
 It is one actor, so its state (the calls, the workers, who waits for what) needs no
-locks. Calls run on a worker through an ``ask`` that the worker answers when the call
-ends; a worker that goes away fails those asks at once, and its calls are sent to
-another worker. A call is final once its result is in every sink; waiters are answered
-then.
+locks. The router tells a worker :class:`Run` and the worker tells :class:`RunEnded`
+back: tells, so that many travel in one batch. Each worker is watched by one ask
+(:class:`WatchWorker`) that it answers only when it stops: a worker that goes away
+(even killed) fails that ask at once, and the calls it had are sent to another worker.
+A call is final once its result is in every sink; waiters are answered then.
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ import attrs
 
 from jumpstarter import (
     Actor,
-    ActorNotFound,
     ActorRef,
-    ActorStopped,
-    AskTimeout,
     JumpstarterError,
     MailboxFull,
-    PeerUnreachable,
     PendingReply,
     handler,
 )
@@ -45,6 +42,8 @@ from ._protocol import (
     Revoke,
     RouterStats,
     Run,
+    RunEnded,
+    RunLost,
     Submit,
     TaskCall,
     TaskError,
@@ -52,6 +51,7 @@ from ._protocol import (
     TaskStarted,
     TaskState,
     Terminate,
+    WatchWorker,
     Withdraw,
     WorkerStats,
     WorkerUp,
@@ -107,18 +107,18 @@ class _Due:
 
 
 @attrs.frozen
-class _Ended:
-    """A worker answered a run."""
+class _Lost:
+    """A run could not be sent: the worker went away (or never got the call)."""
 
-    result: TaskResult
+    id: str
     worker: str
+    reason: str
 
 
 @attrs.frozen
-class _Lost:
-    """A run's ask failed: the worker went away (or never got the call)."""
+class _WorkerGone:
+    """The watch of a worker ended: it stopped, or its process or connection died."""
 
-    id: str
     worker: str
     reason: str
 
@@ -224,7 +224,7 @@ class Router(Actor):
             worker.running.add(call.id)
             entry.state = "received"
             entry.worker = address
-            self.start_task(self._run, worker.ref, call)
+            self._send_run(worker.ref, call)
         for item in held:
             heapq.heappush(self.ready, item)
 
@@ -236,17 +236,31 @@ class Router(Actor):
                 best = worker
         return best
 
-    async def _run(self, worker: ActorRef, call: TaskCall) -> None:
+    def _send_run(self, worker: ActorRef, call: TaskCall) -> None:
+        """Tell ``worker`` to run ``call``: at once if its link has room (runs sent
+        together travel in one batch), else from a task that waits for room."""
         try:
-            result: TaskResult = await worker.ask(Run(call), timeout=_RUN_TIMEOUT)
-        except (PeerUnreachable, ActorStopped, ActorNotFound, AskTimeout) as exc:
+            worker.tell_nowait(Run(call))
+        except MailboxFull:
+            self.start_task(self._send_run_later, worker, call)
+        except JumpstarterError as exc:
+            self.ref.tell_nowait(_Lost(call.id, worker.address, str(exc)))
+
+    async def _send_run_later(self, worker: ActorRef, call: TaskCall) -> None:
+        try:
+            await worker.tell(Run(call))
+        except (JumpstarterError, OSError) as exc:
             await self.ref.tell(_Lost(call.id, worker.address, str(exc)))
-        except Exception as exc:  # the worker could not even answer (its result did not encode)
-            error = TaskError.from_exception(exc, with_traceback=False)
-            result = TaskResult.of(call, "failed", wall_time(), error=error)
-            await self.ref.tell(_Ended(result, worker.address))
+
+    async def _watch(self, worker: ActorRef) -> None:
+        """Wait for ``worker`` to stop (or die): then its calls go elsewhere."""
+        try:
+            await worker.ask(WatchWorker(), timeout=_RUN_TIMEOUT)
+        except (JumpstarterError, OSError) as exc:
+            reason = str(exc)
         else:
-            await self.ref.tell(_Ended(result, worker.address))
+            reason = "it stopped"
+        await self.ref.tell(_WorkerGone(worker.address, reason))
 
     @handler
     def task_started(self, msg: TaskStarted) -> None:
@@ -255,7 +269,7 @@ class Router(Actor):
             entry.state = "running"
 
     @handler
-    async def ended(self, msg: _Ended) -> None:
+    async def ended(self, msg: RunEnded) -> None:
         result = msg.result
         self.tally.setdefault(msg.worker, Counter())[result.state] += 1
         worker = self.workers.get(msg.worker)
@@ -280,17 +294,41 @@ class Router(Actor):
 
     @handler
     def lost(self, msg: _Lost) -> None:
+        self._gone(msg.worker, msg.reason)
+        self._again(msg.id, msg.worker)
+        self._dispatch()
+
+    @handler
+    def run_lost(self, msg: RunLost) -> None:
         worker = self.workers.get(msg.worker)
         if worker is not None:
-            _logger.warning("worker %s is gone (%s)", msg.worker, msg.reason)
-            del self.workers[msg.worker]
+            worker.running.discard(msg.id)
         entry = self.calls.get(msg.id)
-        if entry is not None and entry.result is None and entry.worker == msg.worker:
+        if entry is not None and entry.call.attempt == msg.attempt:
+            self._again(msg.id, msg.worker)
+        self._dispatch()
+
+    @handler
+    def worker_gone(self, msg: _WorkerGone) -> None:
+        worker = self.workers.get(msg.worker)
+        if worker is not None:
+            self._gone(msg.worker, msg.reason)
+            for id in worker.running:
+                self._again(id, msg.worker)
+        self._dispatch()
+
+    def _gone(self, address: str, reason: str) -> None:
+        if self.workers.pop(address, None) is not None:
+            _logger.warning("worker %s is gone (%s)", address, reason)
+
+    def _again(self, id: str, worker: str) -> None:
+        """Send call ``id``, which ``worker`` had, to a worker again."""
+        entry = self.calls.get(id)
+        if entry is not None and entry.result is None and entry.worker == worker:
             entry.state = "pending"
             entry.worker = None
             # first in line again: it was dispatched before anything still waiting
-            heapq.heappush(self.ready, (-10, next(self.arrivals), msg.id))
-        self._dispatch()
+            heapq.heappush(self.ready, (-10, next(self.arrivals), id))
 
     def _sinks_of(self, task: str) -> list[Sink]:
         """Where results of ``task`` go: its own sinks, if it names some."""
@@ -439,6 +477,7 @@ class Router(Actor):
                 _logger.warning("ignored worker %s: %s", msg.address, exc)
                 return False
             self.workers[msg.address] = _Worker(ref, msg.capacity, frozenset(msg.tasks))
+            self.start_task(self._watch, ref)
             _logger.info("worker %s is up: %d slots", msg.address, msg.capacity)
         else:
             known.capacity = msg.capacity

@@ -3,13 +3,13 @@
 A :class:`Worker` registers with its router when it starts, saying how many calls it
 runs at once; the router never sends more. Each call becomes a :class:`TaskRun` child
 whose state machine says where the call is (``received → running → succeeded |
-failed | retrying | revoked``) and whose answer to the router's ask is the call's
-:class:`TaskResult`.
+failed | retrying | revoked``); when it ends, the worker tells the router
+:class:`RunEnded` with the call's :class:`TaskResult`.
 
 The worker is an *idempotent receiver*: it remembers the last ``recent_ids`` runs it
-finished, by call id and attempt. A :class:`Run` for a run in progress here waits for
-that run's result instead of starting a second one; a :class:`Run` for a run that
-finished recently is answered with the remembered result. Either way a warning names
+finished, by call id and attempt. A :class:`Run` for a run in progress here is dropped
+(that run reports the result); a :class:`Run` for a run that finished recently is
+reported again with the remembered result, without running. Either way a warning names
 the call.
 
 Time limits, all counted from when the task body starts:
@@ -49,8 +49,8 @@ import trio
 from jumpstarter import (
     Actor,
     ActorRef,
-    ActorStopped,
     JumpstarterError,
+    MailboxFull,
     PendingReply,
     StateMachine,
     handler,
@@ -62,12 +62,15 @@ from ._clock import wall_time
 from ._errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ._protocol import (
     Run,
+    RunEnded,
+    RunLost,
     TaskCall,
     TaskError,
     TaskResult,
     TaskStarted,
     TaskState,
     Terminate,
+    WatchWorker,
     Withdraw,
     WorkerUp,
 )
@@ -134,9 +137,8 @@ class _SoftLimit:
 
 @attrs.define(eq=False)
 class _Running:
-    """A run in progress on this worker, and every ask waiting for its result."""
+    """A run in progress on this worker: the task actor that runs it."""
 
-    waiting: list[PendingReply]
     run: ActorRef | None = None
 
 
@@ -218,6 +220,7 @@ class Worker(Actor):
         self.recent: collections.OrderedDict[_RunKey, TaskResult] = collections.OrderedDict()
         self.ops = ops  # boot steps, control, warm shutdown (see _shutdown.py)
         self.given_client = client
+        self.watchers: list[PendingReply] = []  # routers' WatchWorker asks
         self.ended: collections.Counter[str] = collections.Counter()  # runs, by final state
 
     @resource
@@ -242,6 +245,9 @@ class Worker(Actor):
             self.start_task(self._announce)
 
     async def on_stop(self) -> None:
+        watchers, self.watchers = self.watchers, []
+        for watcher in watchers:  # the router sends what this worker held elsewhere
+            watcher.succeed(False)
         await self.boxes.aclose()
 
     async def _announce(self) -> None:
@@ -269,17 +275,14 @@ class Worker(Actor):
     def run(self, msg: Run) -> None:
         call = msg.call
         key = (call.id, call.attempt)
-        pending = self.reply_later()
-        running = self.runs.get(key)
-        if running is not None:
+        if key in self.runs:
             _logger.warning(
                 "call %s[%s] (attempt %d) is already running on this worker: "
-                "the duplicate gets the result of that run",
+                "the duplicate is dropped, the router gets the result of that run",
                 call.task,
                 call.id,
                 call.attempt,
             )
-            running.waiting.append(pending)
             return
         finished = self.recent.get(key)
         if finished is not None:
@@ -290,7 +293,7 @@ class Worker(Actor):
                 call.id,
                 call.attempt,
             )
-            pending.succeed(finished)
+            self._report(RunEnded(finished, self.ref.address))
             return
         task = self.app.tasks.get(call.task)
         if task is None:
@@ -298,12 +301,28 @@ class Worker(Actor):
                 type="celery_actors.TaskNotRegistered",
                 message=f"no task named {call.task!r} on this worker",
             )
-            pending.succeed(
-                TaskResult.of(call, "failed", wall_time(), error=why, worker=self.ref.address)
-            )
+            result = TaskResult.of(call, "failed", wall_time(), error=why, worker=self.ref.address)
+            self._report(RunEnded(result, self.ref.address))
             return
-        running = self.runs[key] = _Running([pending])
+        running = self.runs[key] = _Running()
         running.run = self.spawn_soon(functools.partial(TaskRun, self, task, call))
+
+    @handler
+    def watched_by_router(self, msg: WatchWorker) -> None:
+        self.watchers.append(self.reply_later())
+
+    def _report(self, message: RunEnded | RunLost) -> None:
+        """Tell the router how a run ended, without waiting unless its link is full."""
+        try:
+            self.router.tell_nowait(message)
+        except MailboxFull:
+            self.start_task(self._report_later, message)
+
+    async def _report_later(self, message: RunEnded | RunLost) -> None:
+        try:
+            await self.router.tell(message)
+        except (JumpstarterError, OSError) as exc:  # its watch of this worker fails too
+            _logger.warning("could not tell the router %s: %s", self.router.address, exc)
 
     @handler
     async def withdraw(self, msg: Withdraw) -> bool:
@@ -321,24 +340,24 @@ class Worker(Actor):
                 await run.tell(_Cancel())
 
     def finished(self, call: TaskCall, result: TaskResult) -> None:
-        """Answer every ask waiting for this run, and remember its result."""
+        """Tell the router how the run ended, and remember its result."""
         key = (call.id, call.attempt)
-        running = self.runs.pop(key, None)
+        if self.runs.pop(key, None) is None:
+            return  # reported already
         self.ended[result.state] += 1
         if self.recent_ids:
             self.recent[key] = result
             self.recent.move_to_end(key)
             while len(self.recent) > self.recent_ids:
                 self.recent.popitem(last=False)
-        for pending in running.waiting if running is not None else ():
-            pending.succeed(result)
+        self._report(RunEnded(result, self.ref.address))
 
     def abandoned(self, call: TaskCall) -> None:
-        """The run stopped before its end: fail the asks, so the router sends it
-        elsewhere."""
-        running = self.runs.pop((call.id, call.attempt), None)
-        for pending in running.waiting if running is not None else ():
-            pending.fail(ActorStopped(f"the worker stopped while running {call.id}"))
+        """The run stopped before its end: the router sends the call elsewhere."""
+        if self.runs.pop((call.id, call.attempt), None) is None:
+            return
+        why = f"the worker stopped running {call.id}"
+        self._report(RunLost(call.id, call.attempt, self.ref.address, why))
 
 
 class TaskRun(Actor):
