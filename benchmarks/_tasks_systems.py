@@ -29,6 +29,7 @@ from ._tasks_services import (
     START_TIMEOUT,
     Service,
     delete_queues,
+    delete_queues_with_rabbitmqctl,
     redis,
     require_rabbitmq,
     service,
@@ -161,11 +162,11 @@ def celery_actors_rabbitmq(scenario: Scenario) -> dict[str, Any]:
     # Read by this process's app (imported later) and by the peers, which inherit it.
     os.environ[CELERY_ACTORS_APP_ENV] = name
     os.environ[CELERY_ACTORS_BROKER_ENV] = RABBITMQ_AMQP10_URL
-    delete_queues(queues)
+    delete_queues_with_rabbitmqctl(queues)
     try:
         return _celery_actors(scenario, ("--broker", RABBITMQ_AMQP10_URL))
     finally:
-        delete_queues(queues)
+        delete_queues_with_rabbitmqctl(queues)
 
 
 def _import_app(module: str, env: dict[str, str]) -> Any:
