@@ -20,6 +20,7 @@ from jumpstarter import (
     ActorSystem,
     AskTimeout,
     BrokerSettings,
+    JumpstarterError,
     RemoteSettings,
     RunPlan,
     TypeRegistry,
@@ -514,10 +515,16 @@ class App:
         """A client of ``router``; with ``default``, the app's default client while it is
         open; with ``innermost``, the client of this task and those it starts (a
         context variable: entered and left in one task)."""
-        route = None
+        route = collector = None
         if self.brokers:
             route = await self._broker_route(system)
-        client = Client(self, system, router, route)
+        else:
+            from ._collector import ResultCollector
+
+            collector = await system.spawn(
+                functools.partial(ResultCollector, router), name=f"results-{uuid.uuid4().hex[:8]}"
+            )
+        client = Client(self, system, router, route, collector)
         token = _current.set(client) if innermost else None
         previous = self._client
         if default:
@@ -530,6 +537,12 @@ class App:
                 _current.reset(token)
             if default:
                 self._client = previous
+            # The client's own actors go with it (a worker's client, say, must not keep
+            # its process's system running once the worker has stopped).
+            with trio.CancelScope(shield=True):
+                for ref in client.actors():
+                    with contextlib.suppress(JumpstarterError):  # gone with the system
+                        await system.stop(ref)
 
     @contextlib.contextmanager
     def _calling_through(self, client: Client | None) -> Iterator[None]:
@@ -756,12 +769,20 @@ class Client:
         system: ActorSystem,
         router: ActorRef,
         route: _BrokerRoute | None = None,
+        collector: ActorRef | None = None,
     ) -> None:
         self.app = app
         self.system = system
         self.router = router
         self.route = route
+        self.collector = collector  # collects results from the router, many at once
         self.closed = False
+
+    def actors(self) -> list[ActorRef]:
+        """The actors the client runs in its system (publisher, inbox, collector)."""
+        if self.route is not None:
+            return [self.route.publisher, self.route.inbox]
+        return [self.collector] if self.collector is not None else []
 
     def __repr__(self) -> str:
         if self.route is not None:
@@ -785,7 +806,12 @@ class Client:
         return AsyncResult(call.id, call.task, self)
 
     async def _await_result(self, task_id: str, timeout: float) -> TaskResult:
-        where = self.router if self.route is None else self.route.inbox
+        if self.route is not None:
+            where = self.route.inbox
+        elif self.collector is not None:
+            where = self.collector
+        else:
+            where = self.router
         result: TaskResult = await where.ask(AwaitResult(task_id), timeout=timeout)
         return result
 

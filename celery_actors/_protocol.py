@@ -23,6 +23,7 @@ __all__ = [
     "PROTOCOL",
     "PROTOCOL_VERSION",
     "AwaitResult",
+    "Collect",
     "ControlPause",
     "ControlPing",
     "ControlRefusal",
@@ -31,6 +32,7 @@ __all__ = [
     "ControlShutdown",
     "ControlStats",
     "DropQuarantined",
+    "Expect",
     "GetState",
     "GetStats",
     "ListQuarantined",
@@ -188,6 +190,26 @@ class AwaitResult:
     """Answered with the call's :class:`TaskResult` once it has a final one."""
 
     id: str
+
+
+@_message("expect")
+@attrs.frozen
+class Expect:
+    """Told by a client to the router: it waits for the results of calls ``ids``; they
+    come back in the answers to its :class:`Collect` asks, many at once."""
+
+    client: str
+    ids: list[str]
+
+
+@_message("collect")
+@attrs.frozen
+class Collect:
+    """Asked by a client of the router: answered with the final :class:`TaskResult`
+    documents of the calls it expects, as soon as there is at least one (a list). A
+    newer :class:`Collect` of the same client answers the older one with an empty list."""
+
+    client: str
 
 
 @_message("get-state")

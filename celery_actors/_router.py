@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, get_args
 
 import attrs
+import trio
 
 from jumpstarter import (
     Actor,
@@ -33,7 +34,9 @@ from jumpstarter import (
 from ._clock import wall_time
 from ._protocol import (
     AwaitResult,
+    Collect,
     DropQuarantined,
+    Expect,
     GetState,
     GetStats,
     ListQuarantined,
@@ -67,6 +70,10 @@ __all__ = ["QUARANTINE_JOURNAL", "Router"]
 _logger = logging.getLogger("celery_actors.router")
 
 _RUN_TIMEOUT = 365 * 24 * 3600.0  # a run's ask lasts as long as the call runs
+CLIENT_IDLE = 600.0
+"""Seconds after which the router forgets a client that expects results but stopped
+collecting them (its process is gone)."""
+
 FINISHED_KEPT = 10_000
 """Final calls the router keeps in memory (to answer about them, and to run a call sent
 again once); it asks its sinks about older ones."""
@@ -115,6 +122,21 @@ class _Lost:
     reason: str
 
 
+@attrs.define
+class _Expecting:
+    """A client's results on their way: those ready, and its :class:`Collect` ask."""
+
+    ready: list[TaskResult] = attrs.Factory(list)
+    collector: PendingReply | None = None
+    pending: int = 0  # calls it expects that are not final yet
+    seen: float = 0.0  # trio's clock, at its last Expect or Collect
+
+
+@attrs.frozen
+class _Sweep:
+    """Forget clients that stopped collecting (see :data:`CLIENT_IDLE`)."""
+
+
 @attrs.frozen
 class _WorkerGone:
     """The watch of a worker ended: it stopped, or its process or connection died."""
@@ -135,6 +157,8 @@ class Router(Actor):
         self.revoked_early: dict[str, None] = {}  # revoked before they arrived, oldest first
         self.calls: dict[str, _Call] = {}
         self.finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.expecting: dict[str, _Expecting] = {}  # by client
+        self.expected: dict[str, set[str]] = {}  # call id -> the clients expecting it
         self.workers: dict[str, _Worker] = {}
         self.ready: list[tuple[int, int, str]] = []  # (-priority, arrival, id)
         self.arrivals = itertools.count()
@@ -370,7 +394,68 @@ class Router(Actor):
         for pending in waiters:
             pending.succeed(result)
         self._publish_result(entry)
+        for client in self.expected.pop(entry.call.id, ()):
+            expecting = self.expecting.get(client)
+            if expecting is not None:
+                expecting.pending -= 1
+                expecting.ready.append(result)
+                self._hand_over(client, expecting)
         self._forget_later(entry)
+
+    # -- results collected by clients, many at once
+
+    @handler
+    async def expect(self, msg: Expect) -> None:
+        expecting = self.expecting.get(msg.client)
+        if expecting is None:
+            expecting = self.expecting[msg.client] = _Expecting()
+            if len(self.expecting) == 1:
+                self.send_after(CLIENT_IDLE, _Sweep())
+        expecting.seen = trio.current_time()
+        for id in msg.ids:
+            entry = self.calls.get(id)
+            result = entry.result if entry is not None else await self._load(id)
+            if result is not None:
+                expecting.ready.append(result)
+                continue
+            if entry is None:  # not submitted yet: wait for it
+                self.calls[id] = _Call(TaskCall(id=id, task=""), state="pending")
+            clients = self.expected.setdefault(id, set())
+            if msg.client not in clients:
+                clients.add(msg.client)
+                expecting.pending += 1
+        self._hand_over(msg.client, expecting)
+
+    @handler
+    def collect(self, msg: Collect) -> list[TaskResult] | None:
+        expecting = self.expecting.get(msg.client)
+        if expecting is None:
+            expecting = self.expecting[msg.client] = _Expecting()
+            if len(self.expecting) == 1:
+                self.send_after(CLIENT_IDLE, _Sweep())
+        expecting.seen = trio.current_time()
+        if expecting.collector is not None:  # superseded
+            expecting.collector.succeed([])
+        expecting.collector = self.reply_later()
+        self._hand_over(msg.client, expecting)
+        return None
+
+    def _hand_over(self, client: str, expecting: _Expecting) -> None:
+        if expecting.ready and expecting.collector is not None:
+            collector, expecting.collector = expecting.collector, None
+            ready, expecting.ready = expecting.ready, []
+            collector.succeed(ready)
+        if not expecting.pending and not expecting.ready and expecting.collector is None:
+            del self.expecting[client]
+
+    @handler
+    def sweep(self, msg: _Sweep) -> None:
+        idle = trio.current_time() - CLIENT_IDLE
+        for client, expecting in list(self.expecting.items()):
+            if expecting.collector is None and expecting.seen < idle:
+                del self.expecting[client]
+        if self.expecting:
+            self.send_after(CLIENT_IDLE, _Sweep())
 
     def _forget_later(self, entry: _Call) -> None:
         """Keep the last :data:`FINISHED_KEPT` final calls in memory; the sinks answer
