@@ -40,6 +40,10 @@ __all__ = ["SYSTEMS", "System", "Targets", "system"]
 CELERY_ACTORS_CONCURRENCY: Final = 8
 """Calls the celery_actors worker runs at once (``--concurrency``)."""
 
+CELERY_ACTORS_PREFETCH: Final = 4
+"""The celery_actors worker holds up to concurrency x this many calls (``--prefetch``):
+Celery's default prefetch multiplier."""
+
 CELERY_PREFORK_CONCURRENCY: Final = 2
 """Child processes of the Celery prefork worker (Celery's default: the CPU count)."""
 
@@ -136,6 +140,8 @@ def _celery_actors(scenario: Scenario, router_options: Sequence[str] = ()) -> di
             f"127.0.0.1:{port}",
             "--concurrency",
             str(CELERY_ACTORS_CONCURRENCY),
+            "--prefetch",
+            str(CELERY_ACTORS_PREFETCH),
         )
         with service("celery_actors worker", worker_command) as worker:
             worker.wait_for(lambda out: "worker at" in out or None, "its address", START_TIMEOUT)
@@ -276,7 +282,9 @@ SYSTEMS: Final = (
     System(
         "celery-actors-p2p",
         "celery_actors, peer-to-peer",
-        f"a router and a worker process; --concurrency {CELERY_ACTORS_CONCURRENCY}; async def task",
+        "a router and a worker process; "
+        f"--concurrency {CELERY_ACTORS_CONCURRENCY} --prefetch {CELERY_ACTORS_PREFETCH}; "
+        "async def task",
         celery_actors_p2p,
         ours=True,
         targets=P2P_TARGETS,
@@ -285,7 +293,8 @@ SYSTEMS: Final = (
         "celery-actors-rabbitmq",
         "celery_actors, through RabbitMQ",
         "a router (--broker, AMQP 1.0) and a worker process; "
-        f"--concurrency {CELERY_ACTORS_CONCURRENCY}; async def task",
+        f"--concurrency {CELERY_ACTORS_CONCURRENCY} --prefetch {CELERY_ACTORS_PREFETCH}; "
+        "async def task",
         celery_actors_rabbitmq,
         ours=True,
         targets=BROKER_TARGETS,

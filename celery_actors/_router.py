@@ -159,6 +159,7 @@ class Router(Actor):
         self.finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.expecting: dict[str, _Expecting] = {}  # by client
         self.expected: dict[str, set[str]] = {}  # call id -> the clients expecting it
+        self.sweeping = False  # a _Sweep is due
         self.workers: dict[str, _Worker] = {}
         self.ready: list[tuple[int, int, str]] = []  # (-priority, arrival, id)
         self.arrivals = itertools.count()
@@ -300,7 +301,14 @@ class Router(Actor):
         if worker is not None:
             worker.running.discard(result.id)
         entry = self.calls.get(result.id)
-        if entry is None or entry.result is not None or entry.worker != msg.worker:
+        if entry is None or entry.result is not None:
+            self._dispatch()  # a stale run: the call has ended meanwhile
+            return
+        if entry.worker != msg.worker and not (
+            # The worker's end overtook its news (it stopped, its calls were sent back):
+            # a final result of the same attempt, not sent anywhere else yet, counts.
+            entry.worker is None and result.final and result.attempt == entry.call.attempt
+        ):
             self._dispatch()  # a stale run (the call went elsewhere meanwhile): ignored
             return
         if result.state == "retrying":
@@ -409,8 +417,7 @@ class Router(Actor):
         expecting = self.expecting.get(msg.client)
         if expecting is None:
             expecting = self.expecting[msg.client] = _Expecting()
-            if len(self.expecting) == 1:
-                self.send_after(CLIENT_IDLE, _Sweep())
+            self._sweep_later()
         expecting.seen = trio.current_time()
         for id in msg.ids:
             entry = self.calls.get(id)
@@ -431,14 +438,18 @@ class Router(Actor):
         expecting = self.expecting.get(msg.client)
         if expecting is None:
             expecting = self.expecting[msg.client] = _Expecting()
-            if len(self.expecting) == 1:
-                self.send_after(CLIENT_IDLE, _Sweep())
+            self._sweep_later()
         expecting.seen = trio.current_time()
         if expecting.collector is not None:  # superseded
             expecting.collector.succeed([])
         expecting.collector = self.reply_later()
         self._hand_over(msg.client, expecting)
         return None
+
+    def _sweep_later(self) -> None:
+        if not self.sweeping:
+            self.sweeping = True
+            self.send_after(CLIENT_IDLE, _Sweep())
 
     def _hand_over(self, client: str, expecting: _Expecting) -> None:
         if expecting.ready and expecting.collector is not None:
@@ -454,8 +465,9 @@ class Router(Actor):
         for client, expecting in list(self.expecting.items()):
             if expecting.collector is None and expecting.seen < idle:
                 del self.expecting[client]
+        self.sweeping = False
         if self.expecting:
-            self.send_after(CLIENT_IDLE, _Sweep())
+            self._sweep_later()
 
     def _forget_later(self, entry: _Call) -> None:
         """Keep the last :data:`FINISHED_KEPT` final calls in memory; the sinks answer
