@@ -239,7 +239,9 @@ class Router(Actor):
                 continue  # revoked meanwhile
             call = entry.call
             if call.expires is not None and wall_time() > call.expires:
-                self._finish(entry, self._revoked(call, "it expired before it could start"))
+                entry.state = "revoked"  # stored (then final) by a task of its own
+                expired = self._revoked(call, "it expired before it could start")
+                self.start_task(self._store, entry, expired)
                 continue
             worker = self._worker_for(call.task)
             if worker is None:

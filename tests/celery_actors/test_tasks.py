@@ -11,6 +11,7 @@ import trio
 from celery_actors import (
     NO_RETRY,
     App,
+    MemorySink,
     NotConnected,
     ResultTimeout,
     RetryPolicy,
@@ -194,13 +195,16 @@ async def test_a_countdown_delays_the_start(autojump_clock):
 
 
 async def test_an_expired_call_is_revoked_instead_of_run(autojump_clock):
-    async with app.local(concurrency=1):
+    sink = MemorySink()
+    async with app.local(concurrency=1, sinks=[sink]):
         blocker = await sleeper.delay(10)
         late = await flaky.apply_async(("expired", 0), expires=1)
         with pytest.raises(TaskRevoked, match="expired"):
             await late.get(timeout=30)
         await blocker.get(timeout=30)
+        stored = await sink.load(late.id)
     assert "expired" not in runs
+    assert stored is not None and stored.state == "revoked"
 
 
 async def test_higher_priority_calls_start_first():
