@@ -7,6 +7,7 @@ with ``await task.delay(...)``; every component is an actor.
 
 from ._app import App as App
 from ._app import AsyncResult as AsyncResult
+from ._app import CallOptions as CallOptions
 from ._app import Client as Client
 from ._app import Task as Task
 from ._backlog import Backlog as Backlog
@@ -71,6 +72,7 @@ __all__ = [
     "BootStepError",
     "BootStepFailed",
     "BoxedTaskCrashed",
+    "CallOptions",
     "CeleryActorsError",
     "Client",
     "ClusterStartError",

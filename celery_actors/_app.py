@@ -10,7 +10,17 @@ import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 import attrs
 import trio
@@ -28,7 +38,7 @@ from jumpstarter import (
 
 from ._backlog import Backlog, MemoryBacklog, SQLiteBacklog
 from ._blocking import BlockingClient, open_blocking_client
-from ._clock import wall_time
+from ._clock import FOREVER, wall_time
 from ._control import CONTROL_TIMEOUT, WorkerControl
 from ._errors import NotConnected, ResultTimeout, TaskFailed, TaskRevoked
 from ._protocol import (
@@ -71,11 +81,63 @@ BROKER_WAIT = 10.0
 THREAD_WARNING = 10
 """More threads than this for CPU-bound tasks draws a warning: Python runs one at a time."""
 
-_FOREVER = 365 * 24 * 3600.0  # seconds: an ask that waits as long as the task runs
 
 _current: contextvars.ContextVar[Client | None] = contextvars.ContextVar(
     "celery_actors_client", default=None
 )
+
+
+class CallOptions(TypedDict, total=False):
+    """The options of a call (:meth:`Task.apply_async`, :meth:`Task.make_call`).
+
+    Attributes:
+        countdown: start no sooner than this many seconds from now.
+        eta: start no sooner than this time (seconds since the epoch).
+        expires: seconds from now (or, above one year, a time since the epoch) after
+            which the call is revoked instead of started.
+        priority: 0 to 9; higher starts first among waiting calls (the task's own by
+            default).
+        queue: the queue the call goes to (brokers); the task's own by default.
+        task_id: the call's id; a call sent again with the same id runs once.
+    """
+
+    countdown: float | None
+    eta: float | None
+    expires: float | None
+    priority: int | None
+    queue: str | None
+    task_id: str | None
+
+
+def new_call(
+    task: str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    countdown: float | None = None,
+    eta: float | None = None,
+    expires: float | None = None,
+    priority: int | None = None,
+    queue: str | None = None,
+    task_id: str | None = None,
+) -> TaskCall:
+    """The :class:`TaskCall` of task ``task`` (by name: it may be declared elsewhere)
+    with these arguments and :class:`CallOptions`; times follow trio's clock."""
+    now = wall_time()
+    if countdown is not None:
+        eta = now + countdown
+    if expires is not None and expires < FOREVER:
+        expires = now + expires
+    return TaskCall(
+        id=task_id or uuid.uuid4().hex,
+        task=task,
+        args=list(args),
+        kwargs=dict(kwargs or {}),
+        eta=eta,
+        expires=expires,
+        priority=priority or 0,
+        queue=queue or "default",
+    )
 
 
 class Task(Generic[P, R]):
@@ -167,73 +229,33 @@ class Task(Generic[P, R]):
         self,
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: float | None = None,
-        expires: float | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        task_id: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> TaskCall:
-        """The :class:`TaskCall` message that runs this task with these arguments.
-
-        Args:
-            countdown: start no sooner than this many seconds from now.
-            eta: start no sooner than this time (seconds since the epoch).
-            expires: seconds from now (or, above one year, a time since the epoch)
-                after which the call is revoked instead of started.
-            priority: 0 to 9; higher starts first among waiting calls.
-            queue: the queue the call goes to (brokers), ``"default"`` otherwise.
-            task_id: the call's id; a call sent again with the same id runs once.
-        """
-        now = wall_time()
-        if countdown is not None:
-            eta = now + countdown
-        if expires is not None and expires < _FOREVER:
-            expires = now + expires
-        return TaskCall(
-            id=task_id or uuid.uuid4().hex,
-            task=self.name,
-            args=list(args),
-            kwargs=dict(kwargs or {}),
-            eta=eta,
-            expires=expires,
-            priority=self.priority if priority is None else priority,
-            queue=queue or self.queue,
-        )
+        """The :class:`TaskCall` message that runs this task with these arguments; the
+        options (see :class:`CallOptions`) default to the task's queue and priority."""
+        if options.get("priority") is None:
+            options["priority"] = self.priority
+        if options.get("queue") is None:
+            options["queue"] = self.queue
+        return new_call(self.name, args, kwargs, **options)
 
     async def apply_async(
         self,
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: float | None = None,
-        expires: float | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        task_id: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> AsyncResult:
         """Send a call of this task to the router, and return its result handle.
 
         Returns once the router holds the call (it will run at least once, even if the
         caller goes away). Arguments must be plain values (see ``docs/protocol.md``).
-        The options are those of :meth:`make_call`.
+        The options are those of :class:`CallOptions`.
 
         Raises:
             NotConnected: no client of the app is open (``async with app.connect()``
                 or ``app.local()``).
         """
-        call = self.make_call(
-            args,
-            kwargs,
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            priority=priority,
-            queue=queue,
-            task_id=task_id,
-        )
+        call = self.make_call(args, kwargs, **options)
         return await self.app.client().submit(call)
 
 
@@ -909,7 +931,7 @@ class AsyncResult:
         """
         try:
             document = await self.client._await_result(
-                self.id, _FOREVER if timeout is None else timeout
+                self.id, FOREVER if timeout is None else timeout
             )
         except AskTimeout as exc:
             raise ResultTimeout(

@@ -23,14 +23,14 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, final
 
 import trio
 
 from ._errors import BlockingCallInTrio, NotConnected
 
 if TYPE_CHECKING:
-    from ._app import App, AsyncResult, Client, Task
+    from ._app import App, AsyncResult, CallOptions, Client, Task
     from ._protocol import TaskResult
 
 __all__ = ["BlockingClient", "BlockingResult", "open_blocking_client"]
@@ -141,16 +141,10 @@ class BlockingClient:
         task: Task[..., Any],
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: float | None = None,
-        expires: float | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        task_id: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> BlockingResult:
         """Send a call of ``task`` to the router; return its result handle once the
-        router holds it. The options are those of :meth:`Task.make_call`.
+        router holds it. The options are those of :class:`CallOptions`.
 
         Raises:
             NotConnected: the client is closed.
@@ -161,17 +155,7 @@ class BlockingClient:
                 f"{task!r} is a task of app {task.app.name!r}, and this client calls app "
                 f"{self.app.name!r}: call it through a client of its own app"
             )
-        make_call = functools.partial(
-            task.make_call,
-            args,
-            kwargs,
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            priority=priority,
-            queue=queue,
-            task_id=task_id,
-        )
+        make_call = functools.partial(task.make_call, args, kwargs, **options)
         result = self._call("BlockingClient.apply_async()", self._submit, make_call)
         return BlockingResult(self, result)
 

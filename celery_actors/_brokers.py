@@ -30,6 +30,7 @@ from jumpstarter import (
     open_broker,
 )
 
+from ._clock import FOREVER, RECONNECT
 from ._protocol import AwaitResult, GetState, TaskResult
 
 __all__ = [
@@ -47,9 +48,6 @@ COMMAND_PREFETCH = 1000
 """Calls a router takes from one queue of one broker before it settles one: the
 most it holds unsettled there (each until its result is stored)."""
 
-_FOREVER = 365 * 24 * 3600.0  # a consumed call's ask lasts as long as the call
-_RECONNECT_FIRST = 0.1  # seconds, doubled up to:
-_RECONNECT_MAX = 5.0
 _UNCLAIMED = 10_000  # results kept for calls no one waits for yet
 
 
@@ -101,7 +99,7 @@ class BrokerIntake(Actor):
         self.start_task(self._keep_consuming)
 
     async def _keep_consuming(self) -> None:
-        delay = _RECONNECT_FIRST
+        failures = 0
         logged = False
         while True:
             try:
@@ -116,7 +114,7 @@ class BrokerIntake(Actor):
                                 self.router,
                                 prefetch=COMMAND_PREFETCH,
                                 concurrency=COMMAND_PREFETCH,
-                                ask_timeout=_FOREVER,
+                                ask_timeout=FOREVER,
                                 task_status=task_status,
                             )
                         )
@@ -134,7 +132,7 @@ class BrokerIntake(Actor):
                         self.settings.url,
                     )
                     logged = False
-                    delay = _RECONNECT_FIRST
+                    failures = 0
                     self.connected = True
                     waiting, self.waiting = self.waiting, []
                     for pending in waiting:
@@ -146,8 +144,8 @@ class BrokerIntake(Actor):
                     )
                     logged = True
             self.connected = False
-            await trio.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX)
+            await trio.sleep(RECONNECT.delay(failures))
+            failures += 1
 
     @handler
     def await_connected(self, msg: AwaitConnected) -> bool | None:

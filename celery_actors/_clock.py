@@ -9,10 +9,13 @@ each trio run reads the wall clock once and advances it with ``trio.current_time
 from __future__ import annotations
 
 import time
+from typing import Final
 
 import trio
 
-__all__ = ["wall_time"]
+from jumpstarter import Backoff
+
+__all__ = ["FOREVER", "RECONNECT", "wall_time"]
 
 _OFFSET: trio.lowlevel.RunVar[float] = trio.lowlevel.RunVar("celery_actors_wall_offset")
 
@@ -26,3 +29,11 @@ def wall_time() -> float:
         offset = time.time() - now
         _OFFSET.set(offset)
     return offset + now
+
+
+FOREVER: Final = 365 * 24 * 3600.0
+"""Seconds that stand for "as long as it takes": the timeout of an ask that waits as
+long as a call runs."""
+
+RECONNECT: Final = Backoff(initial=0.1, factor=2.0, maximum=5.0, jitter=0.0)
+"""Pauses between attempts to reach a broker or a router that does not answer."""

@@ -16,15 +16,12 @@ import trio
 
 from jumpstarter import Actor, ActorRef, JumpstarterError, MailboxFull, PendingReply, handler
 
+from ._clock import FOREVER, RECONNECT
 from ._protocol import AwaitResult, Collect, Expect, TaskResult
 
 __all__ = ["ResultCollector"]
 
 _logger = logging.getLogger("celery_actors.client")
-
-_FOREVER = 365 * 24 * 3600.0  # a Collect ask waits as long as calls run
-_RETRY_FIRST = 0.1  # seconds before asking a router that did not answer again, doubled up to:
-_RETRY_MAX = 5.0
 
 
 class ResultCollector(Actor):
@@ -56,12 +53,12 @@ class ResultCollector(Actor):
             self.start_task(self.router.tell, message)
 
     async def _collect(self) -> None:
-        delay = _RETRY_FIRST
+        failures = 0
         while True:
             await self.wanted.wait()
             try:
                 results: list[TaskResult] = await self.router.ask(
-                    Collect(self.client), timeout=_FOREVER
+                    Collect(self.client), timeout=FOREVER
                 )
             except (JumpstarterError, OSError) as exc:
                 # The router is gone: those waiting learn it now; a later wait tells
@@ -71,10 +68,10 @@ class ResultCollector(Actor):
                     for pending in waiters:
                         pending.fail(exc)
                 self.wanted = trio.Event()
-                await trio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX)
+                await trio.sleep(RECONNECT.delay(failures))
+                failures += 1
                 continue
-            delay = _RETRY_FIRST
+            failures = 0
             for result in results:
                 for pending in self.waiting.pop(result.id, ()):
                     pending.succeed(result)

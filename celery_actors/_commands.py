@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -39,8 +38,7 @@ from rich.text import Text
 
 from jumpstarter import AskTimeout, PeerUnreachable
 
-from ._app import App, Client
-from ._clock import wall_time
+from ._app import App, Client, new_call
 from ._errors import CeleryActorsError, ResultTimeout
 from ._protocol import QuarantinedCall, RouterStats, TaskCall, TaskResult
 from ._sinks import _encode, _Unstorable
@@ -241,15 +239,7 @@ def make_call(
     task = app.tasks.get(name)
     if task is not None:
         return task.make_call(args, kwargs, countdown=countdown, priority=priority, queue=queue)
-    return TaskCall(
-        id=uuid.uuid4().hex,
-        task=name,
-        args=list(args),
-        kwargs=dict(kwargs or {}),
-        eta=None if countdown is None else wall_time() + countdown,
-        priority=priority or 0,
-        queue=queue or "default",
-    )
+    return new_call(name, args, kwargs, countdown=countdown, priority=priority, queue=queue)
 
 
 @click.command("call")

@@ -36,6 +36,7 @@ from jumpstarter import (
 )
 
 from ._backlog import Backlog, MemoryBacklog
+from ._clock import RECONNECT
 
 __all__ = ["Publish", "Publisher", "PublisherStatus", "QueryPublisher"]
 
@@ -43,9 +44,6 @@ _logger = logging.getLogger("celery_actors.publisher")
 
 BATCH = 500
 """The most messages published in one round trip to the broker."""
-
-_RECONNECT_FIRST = 0.1  # seconds before trying the brokers again, doubled up to:
-_RECONNECT_MAX = 5.0
 
 
 @attrs.frozen
@@ -122,7 +120,7 @@ class Publisher(Actor):
         return PublisherStatus(self.connected, len(self.backlog))
 
     async def _keep_publishing(self) -> None:
-        delay = _RECONNECT_FIRST
+        failures = 0  # rounds of the brokers in a row that none answered
         down_since_logged = False
         while True:
             for settings in self.brokers:
@@ -137,7 +135,7 @@ class Publisher(Actor):
                         if down_since_logged:
                             _logger.warning("publishing to %s again", settings.url)
                         down_since_logged = False
-                        delay = _RECONNECT_FIRST
+                        failures = 0
                         await self._flush(broker)
                 except* (BrokerError, OSError) as group:
                     if not down_since_logged:
@@ -149,8 +147,8 @@ class Publisher(Actor):
                 finally:
                     self.connected = None
             down_since_logged = True
-            await trio.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX)
+            await trio.sleep(RECONNECT.delay(failures))
+            failures += 1
 
     @staticmethod
     async def _consume(
@@ -203,4 +201,4 @@ class Publisher(Actor):
                     done.append(item)
             backlog.remove(done)
             if len(done) < len(items):  # released: the broker cannot take them now
-                await trio.sleep(_RECONNECT_FIRST)
+                await trio.sleep(RECONNECT.initial)

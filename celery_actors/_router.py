@@ -31,7 +31,7 @@ from jumpstarter import (
     handler,
 )
 
-from ._clock import wall_time
+from ._clock import FOREVER, wall_time
 from ._protocol import (
     AwaitResult,
     Collect,
@@ -69,7 +69,6 @@ __all__ = ["QUARANTINE_JOURNAL", "Router"]
 
 _logger = logging.getLogger("celery_actors.router")
 
-_RUN_TIMEOUT = 365 * 24 * 3600.0  # a run's ask lasts as long as the call runs
 CLIENT_IDLE = 600.0
 """Seconds after which the router forgets a client that expects results but stopped
 collecting them (its process is gone)."""
@@ -282,7 +281,7 @@ class Router(Actor):
     async def _watch(self, worker: ActorRef) -> None:
         """Wait for ``worker`` to stop (or die): then its calls go elsewhere."""
         try:
-            await worker.ask(WatchWorker(), timeout=_RUN_TIMEOUT)
+            await worker.ask(WatchWorker(), timeout=FOREVER)
         except (JumpstarterError, OSError) as exc:
             reason = str(exc)
         else:
