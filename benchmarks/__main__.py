@@ -1,8 +1,9 @@
-"""``python -m benchmarks [actors|remote|tasks] [--quick]``: run a suite, print the table.
+"""``python -m benchmarks [actors|remote|tasks|canvas] [--quick]``: run a suite, print the table.
 
 Every measurement runs in a fresh subprocess, ``--repeat`` times (3 by
 default), jumpstarter and its peer (Pykka for ``actors``, proton's reactor for
-``remote``; Celery and Dramatiq, against celery_actors, for ``tasks``) interleaved
+``remote``; Celery and Dramatiq, against celery_actors, for ``tasks``; Celery's
+chords and chains, against celery_actors' workflows, for ``canvas``) interleaved
 so that a noisy neighbour hurts both alike; the table shows the medians.
 """
 
@@ -24,11 +25,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from . import actors, remote, tasks
+from . import actors, canvas, remote, tasks
 from ._report import Errors, Results, render, save_json
 from ._runner import ROOT, JobFailed, run_job
 
-SUITES = {actors.NAME: actors, remote.NAME: remote, tasks.NAME: tasks}
+SUITES = {
+    actors.NAME: actors,
+    remote.NAME: remote,
+    tasks.NAME: tasks,
+    canvas.NAME: canvas,
+}
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 

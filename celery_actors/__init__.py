@@ -19,6 +19,16 @@ from ._bootsteps import BootStep as BootStep
 from ._bootsteps import BootStepError as BootStepError
 from ._bootsteps import BootStepFailed as BootStepFailed
 from ._bootsteps import WorkerContext as WorkerContext
+from ._canvas import Canvas as Canvas
+from ._canvas import Chain as Chain
+from ._canvas import Chord as Chord
+from ._canvas import Chunks as Chunks
+from ._canvas import Fanout as Fanout
+from ._canvas import Group as Group
+from ._canvas import Signature as Signature
+from ._canvas import chain as chain
+from ._canvas import chord as chord
+from ._canvas import group as group
 from ._commands import ClusterStartError as ClusterStartError
 from ._commands import DevCluster as DevCluster
 from ._commands import open_dev_cluster as open_dev_cluster
@@ -34,7 +44,11 @@ from ._errors import TaskFailed as TaskFailed
 from ._errors import TaskNotRegistered as TaskNotRegistered
 from ._errors import TaskRevoked as TaskRevoked
 from ._errors import TimeLimitExceeded as TimeLimitExceeded
+from ._errors import WorkflowInvalid as WorkflowInvalid
+from ._events import EventResult as EventResult
 from ._protocol import PROTOCOL_VERSION as PROTOCOL_VERSION
+from ._protocol import Document as Document
+from ._protocol import EventMessage as EventMessage
 from ._protocol import QuarantinedCall as QuarantinedCall
 from ._protocol import RouterStats as RouterStats
 from ._protocol import TaskCall as TaskCall
@@ -55,7 +69,24 @@ from ._sinks import MemorySink as MemorySink
 from ._sinks import Sink as Sink
 from ._sinks import SinkError as SinkError
 from ._sinks import SQLiteSink as SQLiteSink
+from ._sources import BrokerQueueSource as BrokerQueueSource
+from ._sources import DirectorySource as DirectorySource
+from ._sources import DocumentRejected as DocumentRejected
+from ._sources import Source as Source
+from ._sources import SourceFeed as SourceFeed
+from ._sources import SourceRef as SourceRef
+from ._sources import SourceStats as SourceStats
+from ._sources import WebhookSource as WebhookSource
 from ._worker import TASK_STATES as TASK_STATES
+from ._workflow import Workflow as Workflow
+from ._workflow_messages import MemberStatus as MemberStatus
+from ._workflow_messages import WorkflowStatus as WorkflowStatus
+from ._workflow_result import WorkflowResult as WorkflowResult
+from ._workflow_store import MemoryWorkflowStore as MemoryWorkflowStore
+from ._workflow_store import SQLiteWorkflowStore as SQLiteWorkflowStore
+from ._workflow_store import StoredWorkflow as StoredWorkflow
+from ._workflow_store import WorkflowStore as WorkflowStore
+from ._workflow_store import WorkflowStoreError as WorkflowStoreError
 
 __all__ = [
     "DEFAULT_RETRY_POLICY",
@@ -72,15 +103,29 @@ __all__ = [
     "BootStepError",
     "BootStepFailed",
     "BoxedTaskCrashed",
+    "BrokerQueueSource",
     "CallOptions",
+    "Canvas",
     "CeleryActorsError",
+    "Chain",
+    "Chord",
+    "Chunks",
     "Client",
     "ClusterStartError",
     "ControlRefused",
     "DevCluster",
+    "DirectorySource",
+    "Document",
+    "DocumentRejected",
+    "EventMessage",
+    "EventResult",
+    "Fanout",
+    "Group",
     "JsonLinesSink",
+    "MemberStatus",
     "MemoryBacklog",
     "MemorySink",
+    "MemoryWorkflowStore",
     "NotConnected",
     "PublisherStatus",
     "QuarantinedCall",
@@ -89,9 +134,16 @@ __all__ = [
     "RouterStats",
     "SQLiteBacklog",
     "SQLiteSink",
+    "SQLiteWorkflowStore",
+    "Signature",
     "Sink",
     "SinkError",
     "SoftTimeLimitExceeded",
+    "Source",
+    "SourceFeed",
+    "SourceRef",
+    "SourceStats",
+    "StoredWorkflow",
     "Task",
     "TaskCall",
     "TaskError",
@@ -100,11 +152,21 @@ __all__ = [
     "TaskResult",
     "TaskRevoked",
     "TimeLimitExceeded",
+    "WebhookSource",
     "WorkerContext",
     "WorkerControl",
     "WorkerPong",
     "WorkerReport",
     "WorkerStats",
+    "Workflow",
+    "WorkflowInvalid",
+    "WorkflowResult",
+    "WorkflowStatus",
+    "WorkflowStore",
+    "WorkflowStoreError",
+    "chain",
+    "chord",
+    "group",
     "open_dev_cluster",
     "optional",
     "poisonous",

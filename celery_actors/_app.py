@@ -9,7 +9,8 @@ import inspect
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -38,9 +39,10 @@ from jumpstarter import (
 
 from ._backlog import Backlog, MemoryBacklog, SQLiteBacklog
 from ._blocking import BlockingClient, open_blocking_client
+from ._canvas import STARMAP_TASK, Canvas, Chunks, Fanout, Signature
 from ._clock import FOREVER, wall_time
 from ._control import CONTROL_TIMEOUT, WorkerControl
-from ._errors import NotConnected, ResultTimeout, TaskFailed, TaskRevoked
+from ._errors import NotConnected, ResultTimeout, TaskFailed, TaskNotRegistered, TaskRevoked
 from ._protocol import (
     MESSAGES,
     AwaitResult,
@@ -57,11 +59,16 @@ from ._protocol import (
     TaskResult,
 )
 from ._publisher import PublisherStatus
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from ._retry import DEFAULT_RETRY_POLICY, NO_RETRY, RetryPolicy
 from ._sinks import MemorySink, Sink
+from ._workflow_messages import StartWorkflow
+from ._workflow_result import WorkflowResult
+from ._workflow_store import MemoryWorkflowStore, SQLiteWorkflowStore, WorkflowStore
 
 if TYPE_CHECKING:
     from ._bootsteps import BootStep
+    from ._events import EventResult
+    from ._workflow import Workflow
 
 __all__ = ["App", "AsyncResult", "Client", "Task"]
 
@@ -80,6 +87,23 @@ BROKER_WAIT = 10.0
 
 THREAD_WARNING = 10
 """More threads than this for CPU-bound tasks draws a warning: Python runs one at a time."""
+
+
+_TASK_APPS: dict[str, weakref.WeakSet[App]] = {}
+"""The apps that registered each task name, for a canvas to find its client."""
+
+
+def task_app(name: str) -> App | None:
+    """The app a canvas calling task ``name`` goes through: that of the innermost open
+    client, if it has the task, else one with a task of that name and an open client."""
+    current = _current.get()
+    if current is not None and not current.closed and name in current.app.tasks:
+        return current.app
+    apps = list(_TASK_APPS.get(name, ()))
+    for app in apps:
+        if app._client is not None and not app._client.closed:
+            return app
+    return apps[0] if apps else None
 
 
 _current: contextvars.ContextVar[Client | None] = contextvars.ContextVar(
@@ -123,11 +147,10 @@ def new_call(
 ) -> TaskCall:
     """The :class:`TaskCall` of task ``task`` (by name: it may be declared elsewhere)
     with these arguments and :class:`CallOptions`; times follow trio's clock."""
-    now = wall_time()
     if countdown is not None:
-        eta = now + countdown
+        eta = wall_time() + countdown
     if expires is not None and expires < FOREVER:
-        expires = now + expires
+        expires = wall_time() + expires
     return TaskCall(
         id=task_id or uuid.uuid4().hex,
         task=task,
@@ -225,6 +248,33 @@ class Task(Generic[P, R]):
         """Run the task on a worker with these arguments; see :meth:`apply_async`."""
         return await self.apply_async(args, kwargs)
 
+    # -- the canvas (see docs/canvas.md)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this task with these arguments: in a chain, the result of the
+        step before comes first."""
+        return Signature(task=self.name, args=list(args), kwargs=kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: called with these arguments only, whatever comes
+        before it."""
+        return Signature(task=self.name, args=list(args), kwargs=kwargs, immutable=True)
+
+    def map(self, items: Iterable[Any]) -> Fanout:
+        """A group of calls, one per item, each with the item as its argument."""
+        return self.s().map(items)
+
+    def starmap(self, items: Iterable[Iterable[Any]]) -> Fanout:
+        """A group of calls, one per item, each with the item's values as arguments."""
+        return self.s().starmap(items)
+
+    def chunks(self, items: Iterable[Iterable[Any]], size: int) -> Chunks:
+        """Calls with each item's values as arguments, ``size`` of them per task run;
+        the result is a list of lists (see :class:`~celery_actors.Chunks`)."""
+        if self.boxed:
+            raise ValueError(f"task {self.name}: a boxed task cannot run in chunks")
+        return self.s().chunks(items, size)
+
     def make_call(
         self,
         args: Sequence[Any] = (),
@@ -316,10 +366,26 @@ class App:
         self.remote = remote
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.boot_steps: list[BootStep] = []
+        self.task(name=STARMAP_TASK, retry=NO_RETRY)(self._starmap)
+        self.events: dict[str, type] = {}  # declared with @app.event, by name
+        self.subscriptions: dict[str, list[str]] = {}  # event name -> subscribed tasks
         self._client: Client | None = None
 
     def __repr__(self) -> str:
         return f"<App {self.name}: {len(self.tasks)} tasks>"
+
+    async def _starmap(
+        self, task: str, items: list[list[Any]], args: list[Any], kwargs: dict[str, Any]
+    ) -> list[Any]:
+        """The built-in task that runs a chunk (see :meth:`Task.chunks`): ``task``'s
+        function once per item, in this run (a ``def`` task's in one worker thread)."""
+        target = self.tasks.get(task)
+        if target is None:
+            raise TaskNotRegistered(f"no task named {task!r} on this worker")
+        fn = target.fn
+        if target.is_async:
+            return [await fn(*item, *args, **kwargs) for item in items]
+        return await trio.to_thread.run_sync(lambda: [fn(*item, *args, **kwargs) for item in items])
 
     @property
     def queues(self) -> set[str]:
@@ -395,6 +461,7 @@ class App:
                 priority=priority,
             )
             self.tasks[task_name] = task
+            _TASK_APPS.setdefault(task_name, weakref.WeakSet()).add(self)
             return task
 
         return register if fn is None else register(fn)
@@ -440,6 +507,85 @@ class App:
             return start
 
         return register
+
+    def workflow(self, canvas: Canvas, *, name: str | None = None) -> Workflow:
+        """A :class:`~celery_actors.Workflow` of ``canvas`` run by this app: checked
+        now (see ``docs/workflows.md``), started as often as needed."""
+        from ._workflow import Workflow
+
+        return Workflow(canvas, app=self, name=name)
+
+    # -- events (see _events.py and docs/events.md)
+
+    @overload
+    def event(self, cls: type[_S], /) -> type[_S]: ...
+    @overload
+    def event(
+        self, cls: None = None, /, *, name: str | None = None
+    ) -> Callable[[type[_S]], type[_S]]: ...
+
+    def event(self, cls: type[Any] | None = None, /, *, name: str | None = None) -> Any:
+        """Declare a domain event: ``@app.event`` or ``@app.event(name=...)`` on a class.
+
+        A plain annotated class is made an ``attrs`` frozen class. The event is
+        registered under ``name`` (``module.QualName`` unless given), and the class
+        gains ``Event.subscribe(task)`` (also a decorator on a task) and
+        ``await Event.delay(**fields)``, which publishes one event: the router runs
+        every subscribed task once, with the event's fields as keyword arguments.
+        See ``docs/events.md``.
+        """
+        from ._events import declare_event
+
+        def register(cls: type[Any]) -> Any:
+            return declare_event(self, cls, name)
+
+        return register if cls is None else register(cls)
+
+    def subscribe(self, event: type, task: Task[P, R]) -> Task[P, R]:
+        """Run ``task`` for every ``event`` published (``Event.subscribe(task)``).
+
+        Several tasks may subscribe to one event; each runs as a call of its own, with
+        the event's fields as keyword arguments. Subscriptions belong to the app, so
+        every process that imports it (the router's first) knows them.
+
+        Raises:
+            ValueError: ``event`` is not an event of this app, ``task`` is another
+                app's, is subscribed already, or cannot take the event's fields.
+        """
+        from ._events import check_subscriber, event_name_of
+
+        name = event_name_of(self, event)
+        if not isinstance(task, Task) or self.tasks.get(task.name) is not task:
+            raise ValueError(
+                f"{task!r} cannot subscribe to event {name}: subscribe a task of app "
+                f"{self.name!r} (declared with @app.task, below the subscription)"
+            )
+        check_subscriber(self, event, task)
+        subscribers = self.subscriptions.setdefault(name, [])
+        if task.name in subscribers:
+            raise ValueError(f"task {task.name} is subscribed to event {name} already")
+        subscribers.append(task.name)
+        return task
+
+    async def publish(self, event: object, *, event_id: str | None = None) -> EventResult:
+        """Publish ``event`` (an instance of an ``@app.event`` class): the router runs
+        each subscribed task once with its fields. Returns once the router holds the
+        subscribers' calls (over brokers: once the client's publisher holds the event).
+
+        ``event_id`` identifies the event (a new one by default): an event published
+        again with the same id runs each subscriber once. An event no task subscribes
+        to is accepted and runs nothing.
+
+        Raises:
+            ValueError: ``event`` is not an instance of an event of this app.
+            NotConnected: no client of the app is open.
+        """
+        from ._events import event_name_of, fields_of, new_event_message, publish_event
+
+        if isinstance(event, type):
+            raise ValueError(f"publish an instance of {event.__qualname__}, not the class")
+        message = new_event_message(event_name_of(self, event), fields_of(event), event_id)
+        return await publish_event(self.client(), message)
 
     # -- clients
 
@@ -494,20 +640,24 @@ class App:
         recent_ids: int = 100,
         boxed: int = 2,
         prefetch: int = 1,
+        workflows: WorkflowStore | str | os.PathLike[str] | None = None,
     ) -> AsyncIterator[Client]:
         """Run a router and ``workers`` workers in this trio run, in one actor system
         with no network, and a client of them: for tests, scripts and notebooks.
 
         The code paths are those of separate processes except the transport (with
         brokers, calls do travel through them). ``default`` is that of :meth:`connect`;
-        the worker options are those of :meth:`start_worker`.
+        ``sinks`` and ``workflows`` those of :meth:`start_router`; the worker options
+        those of :meth:`start_worker`.
         """
         sinks = list(sinks) if sinks else [MemorySink()]
         async with contextlib.AsyncExitStack() as stack:
             for sink in sinks:
                 stack.push_async_callback(sink.aclose)
             system = await stack.enter_async_context(ActorSystem(self.name, registry=self.registry))
-            router = await self.start_router(system, sinks=sinks, wait_for_brokers=True)
+            router = await self.start_router(
+                system, sinks=sinks, wait_for_brokers=True, workflows=workflows
+            )
             client = await stack.enter_async_context(
                 self._open_client(system, router, default=default)
             )
@@ -650,13 +800,20 @@ class App:
         *,
         sinks: Sequence[Sink] | None = None,
         wait_for_brokers: bool = False,
+        workflows: WorkflowStore | str | os.PathLike[str] | None = None,
     ) -> ActorRef:
-        """Spawn the router actor (``/user/router``) in ``system``.
+        """Spawn the router actor (``/user/router``) in ``system``, with its workflow
+        actor (``/user/router/workflows``).
 
         Args:
             sinks: where final results are stored; a :class:`MemorySink` by default.
                 The router keeps them open; closing them is the caller's business
                 (:meth:`local` closes its own when it ends).
+            workflows: where workflows (chains, groups, chords) keep their state: a
+                :class:`WorkflowStore`, or the path of a SQLite file
+                (:class:`SQLiteWorkflowStore`, durable: a router started again
+                resumes them); in memory (:class:`MemoryWorkflowStore`) by default.
+                The workflow actor closes it when it stops.
             wait_for_brokers: with brokers, return only once the router consumes
                 from each of them (or after :data:`BROKER_WAIT` seconds, for a broker
                 that does not answer: it connects later, on its own).
@@ -672,7 +829,13 @@ class App:
                 name="router-publisher",
             )
         router = await system.spawn(
-            functools.partial(Router, self, list(sinks) if sinks else [MemorySink()], publisher),
+            functools.partial(
+                Router,
+                self,
+                list(sinks) if sinks else [MemorySink()],
+                publisher,
+                _workflow_store(workflows),
+            ),
             name=ROUTER_PATH.rsplit("/", 1)[1],
         )
         intakes = [
@@ -799,6 +962,7 @@ class Client:
         self.route = route
         self.collector = collector  # collects results from the router, many at once
         self.closed = False
+        self._workflows: ActorRef | None = None
 
     def actors(self) -> list[ActorRef]:
         """The actors the client runs in its system (publisher, inbox, collector)."""
@@ -868,6 +1032,43 @@ class Client:
     def result(self, task_id: str, task: str = "") -> AsyncResult:
         """The handle of a call sent earlier, maybe by another process."""
         return AsyncResult(task_id, task, self)
+
+    # -- workflows (see docs/canvas.md)
+
+    def workflows(self) -> ActorRef:
+        """The router's workflow actor (``/user/router/workflows``).
+
+        Raises:
+            NotConnected: the client goes through brokers, where workflows do not run
+                yet: connect to the router peer-to-peer for them.
+        """
+        if self.route is not None:
+            raise NotConnected(
+                "workflows (chains, groups, chords) run peer-to-peer: open a client with "
+                "App(broker=None) and app.connect(router), or app.local()"
+            )
+        if self._workflows is None:
+            self._workflows = self.system.ref(f"{self.router.address}/workflows")
+        return self._workflows
+
+    async def start_workflow(
+        self,
+        canvas: Canvas,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        workflow_id: str | None = None,
+    ) -> WorkflowResult:
+        """Run ``canvas`` as a workflow; return once the router has stored it (see
+        :meth:`Signature.apply_async <celery_actors.Signature.apply_async>`)."""
+        id = workflow_id or uuid.uuid4().hex
+        start = StartWorkflow(id=id, canvas=canvas, args=list(args), kwargs=dict(kwargs or {}))
+        await self.workflows().ask(start)
+        return WorkflowResult(id, self)
+
+    def workflow(self, workflow_id: str) -> WorkflowResult:
+        """The handle of a workflow started earlier, maybe by another process."""
+        return WorkflowResult(workflow_id, self)
 
     async def quarantine(self) -> list[QuarantinedCall]:
         """The calls in the router's quarantine, oldest first: those that failed for
@@ -985,6 +1186,16 @@ class _BrokerRoute:
     publisher: ActorRef
     inbox: ActorRef
     reply_to: str
+
+
+def _workflow_store(
+    workflows: WorkflowStore | str | os.PathLike[str] | None,
+) -> WorkflowStore:
+    if workflows is None:
+        return MemoryWorkflowStore()
+    if isinstance(workflows, (str, os.PathLike)):
+        return SQLiteWorkflowStore(workflows)
+    return workflows
 
 
 def _broker_settings(

@@ -83,6 +83,13 @@ __all__ = ["plan"]
     help="Store final results in this file too: .jsonl (JSON lines) or .sqlite/.db "
     "(SQLite).  [default: in memory only]",
 )
+@click.option(
+    "--workflows",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SQLite file where the router keeps workflows (chains, groups, chords), so "
+    "that it resumes them when started again; 'memory' keeps them in memory only.  "
+    "[default: APP.workflows.sqlite3 in the current directory]",
+)
 def _options(**options: Any) -> dict[str, Any]:
     return options
 
@@ -117,8 +124,13 @@ def plan(app: App, arguments: Sequence[str]) -> RunPlan:
                 param_hint="'--results'",
             )
 
+    workflows: Path | None = options["workflows"]
+    if workflows is None:
+        workflows = Path(f"{app.name}.workflows.sqlite3")
+
     async def run_router(system: ActorSystem) -> None:
-        router = await app.start_router(system, sinks=sinks)
+        store = None if str(workflows) == "memory" else workflows
+        router = await app.start_router(system, sinks=sinks, workflows=store)
         print(f"{app.name}: router at {router.address}", flush=True)
         if role == "all":
             await app.start_worker(

@@ -634,6 +634,7 @@ async def open_dev_cluster(
     concurrency: int = 10,
     router: str = "127.0.0.1:0",
     results: str | os.PathLike[str] | None = None,
+    workflows: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     log: Log | None = None,
 ) -> AsyncIterator[DevCluster]:
@@ -648,6 +649,8 @@ async def open_dev_cluster(
         router: ``HOST:PORT`` the router listens on (port 0: any free one; the
             cluster's :attr:`DevCluster.router` says which).
         results: a ``.jsonl`` or ``.sqlite`` file the router stores results in too.
+        workflows: the SQLite file the router keeps workflows in (default: in memory,
+            as the cluster is for development).
         cwd: the processes' working directory (default: this one's).
         log: what the processes print after they are up goes to ``log(role, line)``
             (default: stderr, each line after its role).
@@ -662,6 +665,7 @@ async def open_dev_cluster(
     router_options = ["--role", "router", "--router", router]
     if results is not None:
         router_options += ["--results", os.fspath(results)]
+    router_options += ["--workflows", "memory" if workflows is None else os.fspath(workflows)]
     async with trio.open_nursery() as nursery:
         try:
             cluster.router = (await cluster._start(nursery, "router", router_options)).address

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jumpstarter import JumpstarterError
@@ -21,6 +22,7 @@ __all__ = [
     "TaskNotRegistered",
     "TaskRevoked",
     "TimeLimitExceeded",
+    "WorkflowInvalid",
 ]
 
 
@@ -117,6 +119,26 @@ class BlockingCallInTrio(CeleryActorsError, RuntimeError):
     """A blocking client's method was called inside a trio run, whose loop it would stop."""
 
 
+class WorkflowInvalid(CeleryActorsError, ValueError):
+    """A :class:`~celery_actors.Workflow`'s canvas cannot run as it is: unknown tasks,
+    a canvas inside itself, a step given a value its function does not take, arguments
+    that do not fit a function. Nothing was started.
+
+    Attributes:
+        name: the workflow's name (``None`` if it has none).
+        problems: every problem found, one line each: the step's path (``w.1.h.0``,
+            see ``docs/workflows.md``), its task, what is wrong and what to do.
+    """
+
+    def __init__(self, name: str | None, problems: Sequence[str]) -> None:
+        self.name = name
+        self.problems = list(problems)
+        what = f"workflow {name!r}" if name is not None else "this workflow"
+        count = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        super().__init__(f"{what} cannot run ({count}):\n{lines}")
+
+
 def _public(*classes: type) -> None:
     """Name errors after the package that exports them: a failure stores its
     exception's ``module.QualName`` (``celery_actors.TimeLimitExceeded``), and the
@@ -136,4 +158,5 @@ _public(
     SoftTimeLimitExceeded,
     BoxedTaskCrashed,
     BlockingCallInTrio,
+    WorkflowInvalid,
 )

@@ -31,11 +31,14 @@ __all__ = [
     "ControlRevoke",
     "ControlShutdown",
     "ControlStats",
+    "Document",
     "DropQuarantined",
+    "EventMessage",
     "Expect",
     "GetState",
     "GetStats",
     "ListQuarantined",
+    "PublishEvent",
     "QuarantinedCall",
     "RetryQuarantined",
     "Revoke",
@@ -492,3 +495,55 @@ class ControlRefusal:
     """The answer to a control command the worker refuses, and why."""
 
     reason: str
+
+
+# -- events and documents (see docs/events.md and docs/sources.md)
+
+
+@_message("event")
+@attrs.frozen(kw_only=True)
+class EventMessage:
+    """An event: a domain event named ``name`` happened, with ``fields``.
+
+    The router runs every task subscribed to ``name`` once, with ``fields`` as its
+    keyword arguments, as a call whose id is ``<id>.<task name>``: an event delivered
+    twice runs each subscriber once, and each subscriber retries on its own.
+    """
+
+    id: str
+    name: str
+    fields: dict[str, Any] = attrs.field(factory=dict)
+    reply_to: str | None = None
+    """Over a broker: where the router publishes the subscribers' final results."""
+
+
+@_message("publish-event")
+@attrs.frozen
+class PublishEvent:
+    """Run the subscribers of ``event``; the router answers with their task names (a
+    list, maybe empty) once it holds their calls."""
+
+    event: EventMessage
+
+
+@_message("document")
+@attrs.frozen(kw_only=True)
+class Document:
+    """A document from a data source: the single argument of the calls a source makes
+    for its subscribed tasks.
+
+    ``id`` is derived from the source and the document's identity (a file's path and
+    modification time, an HTTP ``Idempotency-Key`` or the body's hash, an AMQP
+    message id), so the same document gives the same calls, which run once.
+    """
+
+    id: str
+    source: str
+    """The name of the source that produced it."""
+    body: Any
+    """The document itself: the decoded JSON value."""
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    """Where it came from: a file's path, an HTTP request's path and headers, an AMQP
+    message's id and properties (see ``docs/sources.md``)."""
+    received: float = 0.0
+    """When the source read it."""

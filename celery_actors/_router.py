@@ -11,6 +11,7 @@ A call is final once its result is in every sink; waiters are answered then.
 from __future__ import annotations
 
 import collections
+import functools
 import heapq
 import itertools
 import logging
@@ -32,14 +33,17 @@ from jumpstarter import (
 )
 
 from ._clock import FOREVER, wall_time
+from ._events import subscriber_calls
 from ._protocol import (
     AwaitResult,
     Collect,
     DropQuarantined,
+    EventMessage,
     Expect,
     GetState,
     GetStats,
     ListQuarantined,
+    PublishEvent,
     QuarantinedCall,
     RetryQuarantined,
     Revoke,
@@ -60,10 +64,12 @@ from ._protocol import (
     WorkerUp,
 )
 from ._publisher import Publish
+from ._workflows import WORKFLOWS_NAME, Admit, GetStates, MembersEnded, Workflows
 
 if TYPE_CHECKING:
     from ._app import App
     from ._sinks import Sink
+    from ._workflow_store import WorkflowStore
 
 __all__ = ["QUARANTINE_JOURNAL", "Router"]
 
@@ -132,6 +138,11 @@ class _Expecting:
 
 
 @attrs.frozen
+class _TellWorkflows:
+    """Tell the workflows the member results that ended since the last time."""
+
+
+@attrs.frozen
 class _Sweep:
     """Forget clients that stopped collecting (see :data:`CLIENT_IDLE`)."""
 
@@ -149,10 +160,20 @@ class Router(Actor):
 
     mailbox_size = 10_000
 
-    def __init__(self, app: App, sinks: Sequence[Sink], publisher: ActorRef | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        sinks: Sequence[Sink],
+        publisher: ActorRef | None = None,
+        workflow_store: WorkflowStore | None = None,
+    ) -> None:
         self.app = app
         self.sinks = list(sinks)
         self.publisher = publisher  # publishes results to brokers (see _brokers.py)
+        self.workflow_store = workflow_store
+        self.workflows: ActorRef | None = None  # a child: the workflows' process manager
+        self.members: set[str] = set()  # ids of workflow member calls not final yet
+        self.members_ended: list[TaskResult] = []  # to tell the workflows, in one batch
         self.revoked_early: dict[str, None] = {}  # revoked before they arrived, oldest first
         self.calls: dict[str, _Call] = {}
         self.finished: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -164,6 +185,13 @@ class Router(Actor):
         self.arrivals = itertools.count()
         self.quarantine = _Quarantine(self.sinks)
         self.tally: dict[str, Counter[str]] = {}  # worker -> its runs' ends, by state
+
+    def on_start(self) -> None:
+        if self.workflow_store is not None:
+            self.workflows = self.spawn_soon(
+                functools.partial(Workflows, self.app.tasks, self.ref, self.workflow_store),
+                name=WORKFLOWS_NAME,
+            )
 
     # -- calls
 
@@ -186,12 +214,14 @@ class Router(Actor):
         entry.waiters.append(self.reply_later())
         return None
 
-    async def _take(self, call: TaskCall) -> _Call:
+    async def _take(self, call: TaskCall, *, fresh: bool = False) -> _Call:
+        """Hold ``call`` and schedule it; ``fresh`` if it was never sent before (so
+        no sink holds its result)."""
         entry = self.calls.get(call.id)
         if entry is not None and entry.call.task:
             return entry  # sent again: it runs once
         if entry is None:
-            stored = await self._load(call.id, call.task)
+            stored = None if fresh else await self._load(call.id, call.task)
             entry = self.calls[call.id] = _Call(call)
             if stored is not None:  # ran already (before a restart, say): it runs once
                 entry.state, entry.result = stored.state, stored
@@ -403,6 +433,8 @@ class Router(Actor):
         for pending in waiters:
             pending.succeed(result)
         self._publish_result(entry)
+        if entry.call.id in self.members:
+            self._member_ended(result)
         for client in self.expected.pop(entry.call.id, ()):
             expecting = self.expecting.get(client)
             if expecting is not None:
@@ -410,6 +442,43 @@ class Router(Actor):
                 expecting.ready.append(result)
                 self._hand_over(client, expecting)
         self._forget_later(entry)
+
+    # -- workflows (see _workflows.py)
+
+    @handler
+    async def admit(self, msg: Admit) -> None:
+        for call in msg.calls:
+            self.members.add(call.id)
+            entry = await self._take(call, fresh=msg.fresh)
+            if entry.result is not None and call.id in self.members:  # final already
+                self._member_ended(entry.result)
+
+    def _member_ended(self, result: TaskResult) -> None:
+        self.members.discard(result.id)
+        if not self.members_ended:
+            try:
+                self.ref.tell_nowait(_TellWorkflows())
+            except MailboxFull:
+                self.start_task(self.ref.tell, _TellWorkflows())
+        self.members_ended.append(result)
+
+    @handler
+    def tell_workflows(self, msg: _TellWorkflows) -> None:
+        ended, self.members_ended = self.members_ended, []
+        if ended and self.workflows is not None:
+            ended_message = MembersEnded(ended)
+            try:
+                self.workflows.tell_nowait(ended_message)
+            except MailboxFull:
+                self.start_task(self.workflows.tell, ended_message)
+
+    @handler
+    def get_states(self, msg: GetStates) -> list[str]:
+        states = []
+        for id in msg.ids:
+            entry = self.calls.get(id)
+            states.append(entry.state if entry is not None and entry.call.task else "pending")
+        return states
 
     # -- results collected by clients, many at once
 
@@ -647,6 +716,46 @@ class Router(Actor):
                 )
             )
         return RouterStats(states=states, workers=workers, quarantined=len(self.quarantine.calls))
+
+    # -- events
+
+    @handler
+    async def publish_event(self, msg: PublishEvent) -> list[str]:
+        """Run the subscribers of an event; answered with their task names once the
+        router holds their calls."""
+        return [call.task for call in await self._fan_out(msg.event)]
+
+    @handler
+    async def event(self, msg: EventMessage) -> list[str] | None:
+        """An event from a broker: answered once every subscriber's call is final, so
+        that its delivery is settled only then (as a call's is)."""
+        calls = await self._fan_out(msg)
+        if not calls:
+            return []
+        self.start_task(self._answer_event, self.reply_later(), calls)
+        return None
+
+    async def _fan_out(self, event: EventMessage) -> list[TaskCall]:
+        """One call per subscriber, with an id derived from the event's: the router
+        holds one call per id, so an event delivered twice runs each subscriber once."""
+        calls = subscriber_calls(self.app, event)
+        if not calls and event.name not in self.app.events:
+            _logger.warning(
+                "event %s[%s]: app %r declares no such event, so it has no subscribers here",
+                event.name,
+                event.id,
+                self.app.name,
+            )
+        for call in calls:
+            entry = await self._take(call)
+            if entry.result is not None:  # ran already: its result goes to this reply_to too
+                self._publish_result(_Call(call, result=entry.result))
+        return calls
+
+    async def _answer_event(self, pending: PendingReply, calls: list[TaskCall]) -> None:
+        for call in calls:
+            await self.ref.ask(AwaitResult(call.id), timeout=FOREVER)
+        pending.succeed([call.task for call in calls])
 
 
 QUARANTINE_JOURNAL = "celery.quarantine"

@@ -58,6 +58,7 @@ from jumpstarter import (
 )
 
 from ._boxed import BoxPool
+from ._canvas import STARMAP_TASK
 from ._clock import wall_time
 from ._errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ._protocol import (
@@ -74,7 +75,7 @@ from ._protocol import (
     Withdraw,
     WorkerUp,
 )
-from ._retry import decide
+from ._retry import RetryPolicy, decide
 
 if TYPE_CHECKING:
     from ._app import App, Client, Task
@@ -531,9 +532,19 @@ class TaskRun(Actor):
             or self.guard.cancel_called
         )
 
+    def _retry_policy(self) -> RetryPolicy:
+        """The task's retry policy; a chunk (:data:`STARMAP_TASK`) retries by the policy
+        of the task it runs."""
+        call = self.call
+        if call.task == STARMAP_TASK and call.args and isinstance(call.args[0], str):
+            target = self.worker.app.tasks.get(call.args[0])
+            if target is not None:
+                return target.retry
+        return self.task.retry
+
     def _failure(self, error: Exception, *, retry: bool) -> TaskResult:
         info = TaskError.from_exception(error)
-        decision = decide(error, self.call.attempt, self.task.retry) if retry else None
+        decision = decide(error, self.call.attempt, self._retry_policy()) if retry else None
         if decision is not None and decision.retry_in is not None:
             self.state.fire("retry")
             return self._result("retrying", error=info, retry_in=decision.retry_in)

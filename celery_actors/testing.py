@@ -33,18 +33,32 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 import trio.testing
 
 from ._app import App, AsyncResult, Client, Task
+from ._canvas_reference import Evaluation, evaluate
 from ._clock import wall_time
 from ._errors import CeleryActorsError, ResultTimeout
 from ._protocol import TaskCall, TaskResult
 from ._sinks import MemorySink, Sink
 
-__all__ = ["DRAIN_TIMEOUT", "Harness", "NotDrained", "run_app"]
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+    from ._canvas import Canvas, Signature
+
+__all__ = [
+    "DRAIN_TIMEOUT",
+    "Evaluation",
+    "Harness",
+    "NotDrained",
+    "canvases",
+    "evaluate",
+    "run_app",
+]
 
 DRAIN_TIMEOUT = 60.0
 """Seconds :meth:`Harness.drain` waits by default (virtual seconds under a MockClock)."""
@@ -304,3 +318,17 @@ async def run_app(
             workers=workers, concurrency=concurrency, threads=threads, sinks=sinks
         ) as client:
             yield Harness(app, client, sinks[0])
+
+
+def canvases(
+    sources: SearchStrategy[Signature],
+    steps: SearchStrategy[Signature],
+    **options: Any,
+) -> SearchStrategy[Canvas]:
+    """hypothesis strategy of random nested canvases built from these signatures
+    (needs hypothesis): see ``docs/testing.md``. The options are ``joins``,
+    ``handlers``, ``items``, ``max_depth``, ``max_members`` and ``max_fanout``;
+    ``sources`` run with no input, ``steps`` take one first."""
+    from ._canvas_strategies import canvases as build
+
+    return build(sources, steps, **options)

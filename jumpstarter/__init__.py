@@ -27,7 +27,9 @@ from ._broker import BrokerError as BrokerError
 from ._broker import BrokerSettings as BrokerSettings
 from ._broker import Consumer as Consumer
 from ._broker import ConsumerStatistics as ConsumerStatistics
+from ._broker import ForeignMessage as ForeignMessage
 from ._broker import PublishRefused as PublishRefused
+from ._broker import RejectDelivery as RejectDelivery
 from ._broker import open_broker as open_broker
 from ._exceptions import ActorCrashed as ActorCrashed
 from ._exceptions import ActorNotFound as ActorNotFound
@@ -105,6 +107,7 @@ __all__ = [
     "DependencyCycle",
     "DependencyError",
     "Directive",
+    "ForeignMessage",
     "Health",
     "HealthChanged",
     "IllegalTransition",
@@ -124,6 +127,7 @@ __all__ = [
     "PeerUnreachable",
     "PendingReply",
     "PublishRefused",
+    "RejectDelivery",
     "Rejected",
     "Released",
     "RemoteError",

@@ -23,7 +23,10 @@ Consuming
 :meth:`Broker.consume` attaches a receiving link with ``prefetch`` credit: the
 broker sends at most that many messages before we settle one, and every settled
 delivery gives one credit back. So ``prefetch`` bounds both the memory a consumer
-holds and the number of messages unsettled at the broker.
+holds and the number of messages unsettled at the broker. Credit goes back only
+once the broker has used all it had, when no delivery can be on its way: RabbitMQ
+before 4.0 miscounts credit granted while some are, and sends more than the
+prefetch (see ``_ConsumerRun._give_back_credit``).
 
 Deliveries go to the actor with ``ask``, by default one at a time and in the
 order they arrived, and each is settled only once the handler has returned, so a
@@ -113,7 +116,9 @@ __all__ = [
     "BrokerSettings",
     "Consumer",
     "ConsumerStatistics",
+    "ForeignMessage",
     "PublishRefused",
+    "RejectDelivery",
     "open_broker",
 ]
 
@@ -431,6 +436,63 @@ class Consumer:
             self._released += 1
 
 
+@final
+@attrs.frozen(kw_only=True)
+class ForeignMessage:
+    """A message as any AMQP 1.0 client sent it, not in jumpstarter's envelope: what
+    ``Broker.consume(..., foreign=True)`` hands to its actor.
+
+    Attributes:
+        body: the body as sent: ``bytes`` for data sections (JSON from most clients),
+            the value of an amqp-value section, the items of amqp-sequence sections,
+            or ``None`` for a message without a body.
+        message_id: the AMQP message-id as text (binary ids as hex), ``None`` if absent.
+        content_type: the content-type property, ``None`` if absent.
+        subject: the subject property, ``None`` if absent.
+        properties: the application properties.
+        address: the address it was consumed from.
+    """
+
+    body: Any
+    message_id: str | None = None
+    content_type: str | None = None
+    subject: str | None = None
+    properties: dict[Any, Any] = attrs.field(factory=dict)
+    address: str = ""
+
+    @classmethod
+    def _read(cls, codec: Codec, data: bytes, address: str) -> ForeignMessage:
+        """Split one AMQP message; raises :class:`CodecError` if it is not one."""
+        raw = codec.parse(data)
+        message_id = raw.property(0)
+        if isinstance(message_id, (bytes, bytearray, memoryview)):
+            message_id = bytes(message_id).hex()
+        elif message_id is not None:
+            message_id = str(message_id)
+        content_type, subject = raw.property(6), raw.property(3)
+        return cls(
+            body=raw.body_value(),
+            message_id=message_id,
+            content_type=None if content_type is None else str(content_type),
+            subject=None if subject is None else str(subject),
+            properties=dict(raw.application_properties),
+            address=address,
+        )
+
+
+@final
+@attrs.frozen
+class RejectDelivery:
+    """The answer of a handler to a consumed message it cannot use, and will never
+    be able to: the consumer settles the delivery *rejected* with ``condition`` and
+    ``description``, so the broker drops it (or moves it to the queue's dead-letter
+    exchange) instead of delivering it again. Return it; do not raise it (a handler
+    that raises crashes its actor, and the message comes back)."""
+
+    description: str
+    condition: str = DECODE_ERROR
+
+
 @attrs.frozen
 class _LinkLost:
     """Put in a consumer's queue when its link closed under it."""
@@ -480,6 +542,11 @@ class _ReceiverLink:
             await changed.wait()
         closed = self._state.closed
         return closed if isinstance(closed, ErrorCondition) else None
+
+    @property
+    def unused_credit(self) -> int:
+        """Credit granted that the broker has not used by a delivery that arrived."""
+        return self.connection.protocol.link_credit(self.link) if self.usable else 0
 
     def grant(self, n: int) -> None:
         if self.usable:
@@ -742,6 +809,7 @@ class Broker:
         ask_timeout: float | None = None,
         concurrency: int = 1,
         durable: bool | None = None,
+        foreign: bool = False,
         task_status: trio.TaskStatus[Consumer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Deliver the messages of ``address`` to the actor ``ref``, at least once.
@@ -777,6 +845,13 @@ class Broker:
                 (``Actor.reply_later``) and handle other messages meanwhile.
             durable: attach with a durable source (see
                 :attr:`BrokerSettings.durable_queues`, the default).
+            foreign: the queue holds messages of other AMQP 1.0 clients, not in
+                jumpstarter's envelope: each is handed over as a
+                :class:`ForeignMessage` (only a message that is not AMQP at all, or
+                exceeds the codec's ``max_message_size``, is rejected unread).
+
+        A handler that returns :class:`RejectDelivery` has its message rejected
+        rather than accepted: for a message it can never use.
 
         Raises:
             AddressRefused: the broker refused the link to ``address``.
@@ -796,7 +871,9 @@ class Broker:
         send, receive = trio.open_memory_channel[MessageReceived | _LinkLost](math.inf)
         if durable is None:
             durable = self.settings.durable_queues
-        run = _ConsumerRun(self, consumer, send, receive, ask_timeout, concurrency, durable)
+        run = _ConsumerRun(
+            self, consumer, send, receive, ask_timeout, concurrency, durable, foreign=foreign
+        )
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:  # for the tasks watching the links
@@ -841,6 +918,8 @@ class _ConsumerRun:
         ask_timeout: float | None,
         concurrency: int,
         durable: bool,
+        *,
+        foreign: bool = False,
     ) -> None:
         self.broker = broker
         self.consumer = consumer
@@ -857,6 +936,7 @@ class _ConsumerRun:
         self.serving = trio.CancelScope()  # cancelled once the actor is stopped
         self.closes = 0
         self.owed = 0  # credit for settled deliveries, not yet given back (see _settle)
+        self.foreign = foreign  # hand over ForeignMessage, not decoded envelopes
 
     async def attach(self, nursery: trio.Nursery) -> None:
         """Attach a link to the address and watch it; raise if refused."""
@@ -1021,7 +1101,10 @@ class _ConsumerRun:
         the actor is stopped)."""
         consumer = self.consumer
         try:
-            envelope = self.broker.codec.decode(event.body)
+            if self.foreign:
+                envelope = _foreign_envelope(self.broker.codec, event.body, consumer.address)
+            else:
+                envelope = self.broker.codec.decode(event.body)
         except CodecError as error:
             _log(
                 "jumpstarter:broker:rejected",
@@ -1043,7 +1126,7 @@ class _ConsumerRun:
                     )
                 )
             try:
-                await consumer.ref.ask(envelope.body, timeout=self.ask_timeout)
+                answer = await consumer.ref.ask(envelope.body, timeout=self.ask_timeout)
             except ActorStopped:
                 return _RELEASED, None
             except ActorCrashed:
@@ -1061,6 +1144,15 @@ class _ConsumerRun:
             except Exception:
                 failed = self.broker.settings.failure_outcome == "modified"
                 return (_FAILED if failed else _RELEASED), True
+        if type(answer) is RejectDelivery:
+            _log(
+                "jumpstarter:broker:rejected",
+                f"rejected a message from {consumer.address}: {answer.description}",
+                address=consumer.address,
+                reason=answer.description,
+            )
+            condition = ErrorCondition(name=answer.condition, description=answer.description)
+            return Rejected(error=condition), True
         return _ACCEPTED, True
 
     def _settle(
@@ -1084,9 +1176,18 @@ class _ConsumerRun:
                 self._give_back_credit()
 
     def _give_back_credit(self) -> None:
+        """Grant the credit owed, but only once the broker has used all it had.
+
+        AMQP lets a receiver grant more at any time, yet RabbitMQ's AMQP 1.0 plugin
+        (before 4.0) sets its queue's credit from a count of deliveries that misses
+        those on their way out of the queue: each grant made meanwhile lets that many
+        more through, and the excess compounds, so that far more than the prefetch
+        arrives. With no credit left at the broker nothing is on its way, and the
+        grant is exact on every broker.
+        """
         owed = self.owed
         receiver = self.receiver
-        if owed and receiver is not None and receiver.usable:
+        if owed and receiver is not None and receiver.usable and not receiver.unused_credit:
             self.owed = 0
             receiver.grant(owed)
 
@@ -1112,6 +1213,17 @@ class _ConsumerRun:
         receiver.close()
         self.receiver = None
         self.owed = 0  # a new link starts with the whole prefetch
+
+
+def _foreign_envelope(codec: Codec, data: bytes, address: str) -> WireEnvelope:
+    """A foreign message in an envelope of its own, for :meth:`_ConsumerRun._handle`."""
+    message = ForeignMessage._read(codec, data, address)
+    return WireEnvelope(
+        message_id=message.message_id or "",
+        type_name="foreign",
+        body=message,
+        created=time.time(),
+    )
 
 
 # -- opening -----------------------------------------------------------------------------
@@ -1219,5 +1331,6 @@ def _describe(outcome: Outcome) -> str:
 
 def _log(message_type: str, text: str, **fields: Any) -> None:
     """Log a rare event: an eliot message, and a warning an operator sees without eliot."""
-    eliot.log_message(message_type=message_type, **fields)
+    if SWITCH.enabled:  # else eliot would buffer it for the first destination added later
+        eliot.log_message(message_type=message_type, **fields)
     _logger.warning("%s", text)

@@ -578,8 +578,14 @@ class AMQPConnection:
             state.pn.flow(n)
 
     def link_credit(self, link: LinkId) -> int:
-        """How many messages may be sent now on ``link`` (as the sender sees it)."""
-        return int(lib.pn_link_credit(self._link(link).impl))
+        """How many messages may be sent now on ``link``: on a link we send on, our
+        credit; on a link we receive on, the credit we granted that the peer has not
+        used by a transfer that reached us yet."""
+        state = self._link(link)
+        credit = int(lib.pn_link_credit(state.impl))
+        if not state.is_sender:  # a delivery still arriving has used its credit too
+            credit -= int(lib.pn_link_queued(state.impl))
+        return credit
 
     # ------------------------------------------------------------------ message commands
 

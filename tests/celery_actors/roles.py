@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,10 @@ class Role:
     (``<app>: router at amqp://HOST:PORT/...`` or ``<app>: worker at ...``)."""
 
     def __init__(self, *options: str, app: str = PROC_APP) -> None:
+        self.scratch = tempfile.TemporaryDirectory(prefix="role-")
+        if "--workflows" not in options and "worker" not in options:
+            # Each router its own workflow store, not one in the repository.
+            options = (*options, "--workflows", f"{self.scratch.name}/workflows.sqlite3")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jumpstarter", "run", app, *options],
             cwd=REPO,
@@ -54,3 +59,4 @@ class Role:
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
+        self.scratch.cleanup()

@@ -30,6 +30,7 @@ from jumpstarter import (
     BrokerConnectionError,
     BrokerError,
     BrokerSettings,
+    Consumer,
     PendingReply,
     PublishRefused,
     TLSConfig,
@@ -226,6 +227,22 @@ class FakeBroker:
         pass
 
 
+@attrs.define
+class SteppedBroker(FakeBroker):
+    """Hands the link it sends on to the test, which sends one message at a time."""
+
+    sender: SenderLink | None = None
+    attached: trio.Event = attrs.Factory(trio.Event)
+
+    def link_requested(self, connection: Connection, event: LinkRequested) -> None:
+        if event.role == "receiver":
+            super().link_requested(connection, event)
+        else:
+            connection.accept_link(event.link)
+            self.sender = SenderLink(connection, event.link, event.address or "")
+            self.attached.set()
+
+
 @pytest.fixture
 async def fake_broker(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeBroker, int]]:
     broker = FakeBroker(nursery)
@@ -361,6 +378,75 @@ async def test_prefetch_bounds_the_deliveries_in_flight(actor_system, queue):
     assert max(in_flight) == prefetch  # reached, never exceeded
     assert all(n <= prefetch for n in in_flight)
     assert await queue_counts(queue) == (0, 0)
+
+
+class InFlightSampler(Actor):
+    """Notes the consumer's deliveries in flight as it handles each job."""
+
+    def __init__(self, consumers: list[Consumer], in_flight: list[int], count: int) -> None:
+        self.consumers = consumers  # the consumer, once the test has it
+        self.in_flight = in_flight
+        self.count = count
+        self.handled = 0
+        self.done = trio.Event()
+
+    @handler
+    def job(self, msg: Job) -> None:
+        for consumer in self.consumers:
+            self.in_flight.append(consumer.statistics().in_flight)
+        self.handled += 1
+        if self.handled == self.count:
+            self.done.set()
+
+
+async def test_prefetch_bounds_the_deliveries_in_flight_of_a_fast_consumer(actor_system, queue):
+    # Credit flows back while deliveries stream out of the queue: the case where
+    # RabbitMQ 3.x miscounts credit granted while it still holds some.
+    prefetch, count = 8, 400
+    consumers: list[Consumer] = []
+    in_flight: list[int] = []
+    sampler = await actor_system.spawn(InFlightSampler, consumers, in_flight, count)
+    with trio.fail_after(HANG_GUARD):
+        async with open_broker(URL, registry=registry) as broker, trio.open_nursery() as nursery:
+            await broker.publish_many([(f"/queue/{queue}", Job(n=n), f"{n}") for n in range(count)])
+            consume = functools.partial(broker.consume, prefetch=prefetch)
+            consumers.append(await nursery.start(consume, f"/queue/{queue}", sampler))
+            await wait_until(lambda: consumers[0].statistics().accepted == count)
+            nursery.cancel_scope.cancel()
+    assert consumers[0].statistics().received == count
+    assert in_flight and max(in_flight) <= prefetch
+
+
+async def test_credit_goes_back_only_once_the_broker_has_used_all_it_had(actor_system, nursery):
+    # A grant made while deliveries may be on their way is what RabbitMQ 3.x
+    # miscounts; with no credit left at the broker, none can be.
+    prefetch = 4
+    fake = SteppedBroker(nursery)
+    port = await start_fake(nursery, fake)
+    seen: list[int] = []
+    recorder = await actor_system.spawn(Recorder, seen, prefetch, trio.Event())
+    jobs = [envelope_bytes(Job(n=n)) for n in range(prefetch)]
+    with trio.fail_after(HANG_GUARD):
+        async with (
+            open_broker(f"amqp://127.0.0.1:{port}", registry=registry) as broker,
+            trio.open_nursery() as consuming,
+        ):
+            consume = functools.partial(broker.consume, prefetch=prefetch)
+            consumer = await consuming.start(consume, "/queue/q", recorder)
+            await fake.attached.wait()
+            sender = fake.sender
+            assert sender is not None
+            await sender.wait_for_credit()
+            assert sender.credit == prefetch
+            for job in jobs[:-1]:
+                assert await sender.send_and_wait(job) == Accepted()
+            assert sender.credit == 1  # three settled, none given back yet
+            assert await sender.send_and_wait(jobs[-1]) == Accepted()
+            await sender.wait_for_credit()
+            assert sender.credit == prefetch  # all given back at once
+            consuming.cancel_scope.cancel()
+    assert seen == list(range(prefetch))
+    assert consumer.statistics().accepted == prefetch
 
 
 class Holder(Actor):

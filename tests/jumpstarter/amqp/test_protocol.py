@@ -385,6 +385,25 @@ def test_credit_is_used_up_by_received_messages_and_can_be_renewed() -> None:
     assert len(only(pair.take("server"), MessageReceived)) == 1
 
 
+def test_the_receiver_counts_the_credit_used_by_a_delivery_still_arriving() -> None:
+    pair = ConnectionPair.opened()
+    sender, receiver = link_pair(pair, credit=3)
+    assert pair.server.link_credit(receiver) == 3
+    # the public API sends whole messages; reach into proton for one cut short
+    pn_sender = pair.client._links[sender].pn
+    pn_sender.delivery(b"partial")  # type: ignore[arg-type]
+    pn_sender.stream(b"\x00Sw\xa1\x05parti")
+    pair.pump()
+    assert pair.take("server") == []
+    assert pair.server.link_credit(receiver) == 2
+    pn_sender.stream(b"al")
+    pn_sender.advance()
+    pair.client.send(sender, encode("next"))
+    pair.pump()
+    assert len(only(pair.take("server"), MessageReceived)) == 2
+    assert pair.server.link_credit(receiver) == 1
+
+
 @pytest.mark.parametrize(
     "outcome",
     [

@@ -6,7 +6,8 @@ every pump of the (randomly fragmented) pipe:
 
 * every message that arrived on a link was sent on it, exactly once and in order;
   on a link open at both ends, everything sent has arrived;
-* the sender's credit is what the receiver granted minus what was sent, never negative;
+* the sender's credit is what the receiver granted minus what was sent, never negative,
+  and the receiver counts the same;
 * every settlement reached the sender once, with the receiver's outcome;
 * after settling what is left and pumping, nothing is unsettled on either end.
 """
@@ -286,6 +287,8 @@ class PairMachine(RuleBasedStateMachine):
                 sender = self.conn(link.sender_side)
                 credit = sender.link_credit(link.ids[link.sender_side])
                 assert credit == link.granted - len(link.sent)
+                receiver = self.conn(link.receiver_side)
+                assert receiver.link_credit(link.ids[link.receiver_side]) == credit
                 # settlements have all reached the sender
                 assert all(outcome is None for outcome in link.awaiting.values())
 

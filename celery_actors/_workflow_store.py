@@ -1,0 +1,242 @@
+"""Where the router keeps its workflows: what each runs, and its members' results.
+
+A workflow's state is its canvas and inputs plus the final results of its members so
+far, in the order they came: :class:`~._workflow_state.WorkflowState` rebuilds the rest
+by replaying them. The router records each member's result before it lets the
+workflow go on, so a router killed at any moment starts again from its store, and
+counts each result once (a member that ran again after the kill is recorded only the
+first time).
+
+:class:`SQLiteWorkflowStore` is the durable default of ``jumpstart run``;
+:class:`MemoryWorkflowStore` keeps workflows for the life of the process (the default
+of :meth:`App.local`). Any object with the methods of :class:`WorkflowStore` will do.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+import attrs
+import trio
+
+from ._canvas import Canvas
+from ._errors import CeleryActorsError
+from ._protocol import TaskResult
+
+__all__ = [
+    "MemoryWorkflowStore",
+    "SQLiteWorkflowStore",
+    "StoredWorkflow",
+    "WorkflowStore",
+    "WorkflowStoreError",
+]
+
+_BUSY_TIMEOUT = 30.0
+
+
+class WorkflowStoreError(CeleryActorsError):
+    """A workflow store cannot be opened or read."""
+
+
+@attrs.frozen(kw_only=True)
+class StoredWorkflow:
+    """A workflow as stored: what it runs, its members' results in the order they
+    were recorded, and its own result once it has ended."""
+
+    id: str
+    canvas: Canvas
+    args: list[Any]
+    kwargs: dict[str, Any]
+    results: list[TaskResult] = attrs.field(factory=list)
+    outcome: TaskResult | None = None
+
+
+class WorkflowStore(Protocol):
+    """What the router needs of a workflow store."""
+
+    async def begin(self, workflow: StoredWorkflow) -> bool:
+        """Store a new workflow; ``False`` if one with its id is stored already."""
+
+    async def record(self, results: Sequence[tuple[str, TaskResult]]) -> None:
+        """Add ``(workflow id, member result)`` pairs, in order, all or none; a member
+        result already recorded is ignored."""
+
+    async def end(self, id: str, outcome: TaskResult) -> None:
+        """Mark workflow ``id`` ended with ``outcome``."""
+
+    async def load(self, id: str) -> StoredWorkflow | None:
+        """Workflow ``id`` with its results, or ``None``."""
+
+    async def unfinished(self) -> list[StoredWorkflow]:
+        """Every workflow that has not ended, oldest first, with its results."""
+
+    async def aclose(self) -> None:
+        """Release what the store holds open."""
+
+
+class MemoryWorkflowStore:
+    """Keeps workflows in this process, for as long as it runs."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, StoredWorkflow] = {}
+        self._seen: set[str] = set()
+
+    async def begin(self, workflow: StoredWorkflow) -> bool:
+        await trio.lowlevel.checkpoint()
+        if workflow.id in self._workflows:
+            return False
+        self._workflows[workflow.id] = workflow
+        return True
+
+    async def record(self, results: Sequence[tuple[str, TaskResult]]) -> None:
+        await trio.lowlevel.checkpoint()
+        for workflow, result in results:
+            stored = self._workflows.get(workflow)
+            if stored is not None and result.id not in self._seen:
+                self._seen.add(result.id)
+                stored.results.append(result)
+
+    async def end(self, id: str, outcome: TaskResult) -> None:
+        await trio.lowlevel.checkpoint()
+        stored = self._workflows.get(id)
+        if stored is not None:
+            self._workflows[id] = attrs.evolve(stored, outcome=outcome)
+
+    async def load(self, id: str) -> StoredWorkflow | None:
+        await trio.lowlevel.checkpoint()
+        return self._workflows.get(id)
+
+    async def unfinished(self) -> list[StoredWorkflow]:
+        await trio.lowlevel.checkpoint()
+        return [w for w in self._workflows.values() if w.outcome is None]
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class SQLiteWorkflowStore:
+    """Keeps workflows in a SQLite database (tables ``workflows`` and ``members``).
+
+    Each :meth:`record` is one transaction, committed before it returns (write-ahead
+    logging, ``synchronous=NORMAL``: a committed transaction survives the process
+    being killed). Canvases and results are stored pickled: the file is the router's
+    own, not an interface.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path: Final = os.fspath(path)
+        self._lock = trio.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteWorkflowStore({self.path!r})"
+
+    async def begin(self, workflow: StoredWorkflow) -> bool:
+        row = (
+            workflow.id,
+            pickle.dumps((workflow.canvas, workflow.args, workflow.kwargs)),
+        )
+        return bool(await self._run(_begin, row))
+
+    async def record(self, results: Sequence[tuple[str, TaskResult]]) -> None:
+        rows = [(result.id, workflow, pickle.dumps(result)) for workflow, result in results]
+        await self._run(_record, rows)
+
+    async def end(self, id: str, outcome: TaskResult) -> None:
+        await self._run(_end, (pickle.dumps(outcome), id))
+
+    async def load(self, id: str) -> StoredWorkflow | None:
+        found = await self._run(_load, [id])
+        return found[0] if found else None
+
+    async def unfinished(self) -> list[StoredWorkflow]:
+        found: list[StoredWorkflow] = await self._run(_load, None)
+        return found
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                if self._connection is not None:
+                    connection, self._connection = self._connection, None
+                    await trio.to_thread.run_sync(connection.close)
+
+    async def _run(self, job: Any, argument: Any) -> Any:
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await trio.to_thread.run_sync(self._connect)
+            return await trio.to_thread.run_sync(job, self._connection, argument)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS workflows ("
+                " id TEXT PRIMARY KEY NOT NULL, spec BLOB NOT NULL, outcome BLOB)"
+            )
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS members ("
+                " id TEXT PRIMARY KEY NOT NULL, workflow TEXT NOT NULL, result BLOB NOT NULL)"
+            )
+            connection.execute("CREATE INDEX IF NOT EXISTS members_of ON members (workflow)")
+            connection.commit()
+        except sqlite3.Error as exc:
+            raise WorkflowStoreError(
+                f"cannot open the workflow store {self.path!r}: {exc}. Check that its "
+                "directory exists and is writable, and that the file is a SQLite database."
+            ) from exc
+        return connection
+
+
+def _begin(connection: sqlite3.Connection, row: tuple[str, bytes]) -> bool:
+    with connection:
+        cursor = connection.execute("INSERT OR IGNORE INTO workflows (id, spec) VALUES (?, ?)", row)
+    return cursor.rowcount == 1
+
+
+def _record(connection: sqlite3.Connection, rows: list[tuple[str, str, bytes]]) -> None:
+    with connection:
+        connection.executemany(
+            "INSERT OR IGNORE INTO members (id, workflow, result) VALUES (?, ?, ?)", rows
+        )
+
+
+def _end(connection: sqlite3.Connection, row: tuple[bytes, str]) -> None:
+    with connection:
+        connection.execute("UPDATE workflows SET outcome = ? WHERE id = ?", row)
+
+
+def _load(connection: sqlite3.Connection, ids: list[str] | None) -> list[StoredWorkflow]:
+    if ids is None:
+        rows = connection.execute(
+            "SELECT id, spec, outcome FROM workflows WHERE outcome IS NULL ORDER BY rowid"
+        ).fetchall()
+    else:
+        rows = connection.execute(
+            "SELECT id, spec, outcome FROM workflows WHERE id = ?", ids
+        ).fetchall()
+    found = []
+    for id, spec, outcome in rows:
+        canvas, args, kwargs = pickle.loads(spec)
+        results = [
+            pickle.loads(result)
+            for (result,) in connection.execute(
+                "SELECT result FROM members WHERE workflow = ? ORDER BY rowid", (id,)
+            )
+        ]
+        found.append(
+            StoredWorkflow(
+                id=id,
+                canvas=canvas,
+                args=args,
+                kwargs=kwargs,
+                results=results,
+                outcome=None if outcome is None else pickle.loads(outcome),
+            )
+        )
+    return found
