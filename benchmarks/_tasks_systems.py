@@ -127,7 +127,16 @@ def _celery_actors(scenario: Scenario, router_options: Sequence[str] = ()) -> di
     """Start a celery_actors router (with ``router_options``) and a worker process, and
     measure as their client."""
     run = ("-m", "jumpstarter", "run", "benchmarks._tasks_app:app")
-    router_command = _python(*run, "--role", "router", "--router", "127.0.0.1:0", *router_options)
+    router_command = _python(
+        *run,
+        "--role",
+        "router",
+        "--router",
+        "127.0.0.1:0",
+        "--workflows",
+        "memory",
+        *router_options,
+    )
     with service("celery_actors router", router_command) as router:
         port = router.wait_for(
             lambda out: (m := _ADDRESS.search(out)) and m.group(1), "its address", START_TIMEOUT

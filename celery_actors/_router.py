@@ -138,11 +138,6 @@ class _Expecting:
 
 
 @attrs.frozen
-class _TellWorkflows:
-    """Tell the workflows the member results that ended since the last time."""
-
-
-@attrs.frozen
 class _Sweep:
     """Forget clients that stopped collecting (see :data:`CLIENT_IDLE`)."""
 
@@ -456,14 +451,12 @@ class Router(Actor):
     def _member_ended(self, result: TaskResult) -> None:
         self.members.discard(result.id)
         if not self.members_ended:
-            try:
-                self.ref.tell_nowait(_TellWorkflows())
-            except MailboxFull:
-                self.start_task(self.ref.tell, _TellWorkflows())
+            self.when_idle(self._tell_workflows)
         self.members_ended.append(result)
 
-    @handler
-    def tell_workflows(self, msg: _TellWorkflows) -> None:
+    def _tell_workflows(self) -> None:
+        """Tell the workflows the member results that ended since the last time, in
+        one message."""
         ended, self.members_ended = self.members_ended, []
         if ended and self.workflows is not None:
             ended_message = MembersEnded(ended)

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 _BUSY_TIMEOUT = 30.0
+_INLINE_ROWS = 64  # member results recorded without a thread, at most
+_INLINE_BYTES = 64 * 1024  # a workflow (or outcome) stored without a thread, at most
 
 
 class WorkflowStoreError(CeleryActorsError):
@@ -140,14 +142,15 @@ class SQLiteWorkflowStore:
             workflow.id,
             pickle.dumps((workflow.canvas, workflow.args, workflow.kwargs)),
         )
-        return bool(await self._run(_begin, row))
+        return bool(await self._run(_begin, row, inline=len(row[1]) < _INLINE_BYTES))
 
     async def record(self, results: Sequence[tuple[str, TaskResult]]) -> None:
         rows = [(result.id, workflow, pickle.dumps(result)) for workflow, result in results]
-        await self._run(_record, rows)
+        await self._run(_record, rows, inline=len(rows) <= _INLINE_ROWS)
 
     async def end(self, id: str, outcome: TaskResult) -> None:
-        await self._run(_end, (pickle.dumps(outcome), id))
+        row = (pickle.dumps(outcome), id)
+        await self._run(_end, row, inline=len(row[0]) < _INLINE_BYTES)
 
     async def load(self, id: str) -> StoredWorkflow | None:
         found = await self._run(_load, [id])
@@ -164,7 +167,15 @@ class SQLiteWorkflowStore:
                     connection, self._connection = self._connection, None
                     await trio.to_thread.run_sync(connection.close)
 
-    async def _run(self, job: Any, argument: Any) -> Any:
+    async def _run(self, job: Any, argument: Any, *, inline: bool = False) -> Any:
+        """Run ``job(connection, argument)``: in a thread, or, for a small ``inline``
+        job when the connection is idle, at once (a small commit takes tens of
+        microseconds, far less than a trip to a thread and back)."""
+        connection = self._connection
+        if inline and connection is not None and not self._lock.locked():
+            result = job(connection, argument)
+            await trio.lowlevel.checkpoint()
+            return result
         async with self._lock:
             if self._connection is None:
                 self._connection = await trio.to_thread.run_sync(self._connect)

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import trio
 
 from jumpstarter import Actor, ActorRef, JumpstarterError, MailboxFull, PendingReply, handler
 
@@ -97,8 +96,6 @@ class Workflows(Actor):
         self.store = store
         self.flows: dict[str, _Flow] = {}
         self.ended: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.pending: list[TaskResult] = []
-        self.wake = trio.Event()
 
     async def on_start(self) -> None:
         for stored in await self.store.unfinished():
@@ -114,7 +111,6 @@ class Workflows(Actor):
                 len(stored.results),
                 len(calls),
             )
-        self.start_task(self._record_and_advance)
 
     async def on_stop(self) -> None:
         await self.store.aclose()
@@ -166,32 +162,25 @@ class Workflows(Actor):
     # -- results
 
     @handler
-    def members_ended(self, msg: MembersEnded) -> None:
-        self.pending.extend(msg.results)
-        self.wake.set()
-
-    async def _record_and_advance(self) -> None:
-        """Record the results that came, in one transaction, then let their
-        workflows go on; results that come meanwhile make the next batch."""
-        while True:
-            await self.wake.wait()
-            self.wake = trio.Event()
-            batch, self.pending = self.pending, []
-            await self.store.record([(workflow_of(result.id), result) for result in batch])
-            calls: list[TaskCall] = []
-            touched: dict[str, _Flow] = {}
-            for result in batch:
-                flow = self.flows.get(workflow_of(result.id))
-                if flow is None or flow.outcome is not None:
-                    continue
-                calls.extend(self._advance(flow, flow.state.ended(result)))
-                touched[flow.state.id] = flow
-            if calls:
-                self._admit(calls, fresh=True)
-            for flow in touched.values():
-                self._update_watchers(flow)
-                if flow.state.done:
-                    await self._end(flow)
+    async def members_ended(self, msg: MembersEnded) -> None:
+        """Record the results (the router sends them in batches: one transaction
+        each), then let their workflows go on."""
+        batch = msg.results
+        await self.store.record([(workflow_of(result.id), result) for result in batch])
+        calls: list[TaskCall] = []
+        touched: dict[str, _Flow] = {}
+        for result in batch:
+            flow = self.flows.get(workflow_of(result.id))
+            if flow is None or flow.outcome is not None:
+                continue
+            calls.extend(self._advance(flow, flow.state.ended(result)))
+            touched[flow.state.id] = flow
+        if calls:
+            self._admit(calls, fresh=True)
+        for flow in touched.values():
+            self._update_watchers(flow)
+            if flow.state.done:
+                await self._end(flow)
 
     def _advance(self, flow: _Flow, calls: list[TaskCall]) -> list[TaskCall]:
         """The calls to make of those the workflow asks for: none while it is being

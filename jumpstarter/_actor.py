@@ -434,6 +434,12 @@ class Actor:
         """Stop watching ``ref``."""
         ref._cell.remove_watcher(self._cell)
 
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once, as soon as this actor has handled all the mail it
+        has: to act once on a burst of messages (send one batch of what they produced)
+        rather than once per message, without a message to itself."""
+        self._cell.when_idle(callback)
+
     def send_after(self, delay: float, message: Any, *, key: object = None) -> object:
         """Tell this actor ``message`` once, ``delay`` seconds from now.
 

@@ -124,8 +124,10 @@ class SenderLink:
         connection = self.connection
         state = connection._link_state(self.link)
         while connection._credit(self.link) <= above:
-            state.credit_changed = trio.Event()
-            await state.credit_changed.wait()
+            changed = state.credit_changed
+            if changed.is_set():  # a new one, shared by every task waiting for credit
+                changed = state.credit_changed = trio.Event()
+            await changed.wait()
 
     def send_now(self, body: bytes, *, settled: bool = False, urgent: bool = False) -> DeliveryId:
         """Send one encoded message, credit or not: for callers that count credit

@@ -1,3 +1,5 @@
+import functools
+
 import attrs
 import pytest
 import trio
@@ -196,3 +198,32 @@ async def test_statistics_count_received_handled_and_failed(actor_system):
         await ref.ask(Item(-1))
     stats = actor_system.statistics().actors[ref.path]
     assert (stats.received, stats.handled, stats.failed) == (7, 6, 1)
+
+
+class Batcher(Actor):
+    """Collects told numbers; sends one batch per burst, once its mail is handled."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches = batches
+        self.batch: list[int] = []
+
+    @handler
+    def number(self, msg: int) -> None:
+        if not self.batch:
+            self.when_idle(self._flush)
+        self.batch.append(msg)
+
+    def _flush(self) -> None:
+        self.batches.append(self.batch)
+        self.batch = []
+
+
+async def test_when_idle_runs_once_after_a_burst_is_handled(actor_system):
+    batches: list[list[int]] = []
+    ref = await actor_system.spawn(functools.partial(Batcher, batches))
+    for n in range(50):  # told without a checkpoint: one burst in the mailbox
+        ref.tell_nowait(n)
+    await ref.ask(-1)  # handled after the burst: by then its batch is out
+    ref.tell_nowait(100)
+    await ref.ask(-2)
+    assert batches == [[*range(50), -1], [100, -2]]

@@ -252,6 +252,24 @@ async def test_a_fast_remote_sender_is_slowed_down_by_a_slow_actor_and_memory_st
         assert bank.recent_dead_letters() == ()
 
 
+async def test_many_tasks_waiting_for_credit_on_one_link_all_get_their_turn():
+    # Senders in separate tasks, all waiting on the same link for a small mailbox's
+    # credit: each credit grant must wake every one of them, not only the last to wait.
+    async with node("bank") as bank, node("shop") as shop:
+        handled: list[int] = []
+        done = trio.Event()
+        count = 200
+        sleepy = await bank.spawn(Sleepy, handled, count, done, name="sleepy", mailbox_size=2)
+        remote = shop.ref(sleepy.address)
+        await remote.tell(Slow(n=-1))  # connected
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for n in range(count - 1):
+                    nursery.start_soon(remote.tell, Slow(n=n))
+            await done.wait()
+        assert sorted(handled) == list(range(-1, count - 1))
+
+
 async def test_tell_nowait_to_a_remote_actor_sends_when_credit_allows():
     async with node("bank") as bank, node("shop") as shop:
         await bank.spawn(Bank, name="teller", mailbox_size=4)
