@@ -1,12 +1,15 @@
 """The systems the ``canvas`` suite compares: how each starts, and its measurement.
 
-Both get the same work force: two worker processes that each run one task at a time
-and hold up to four calls (Celery's default prefetch multiplier). celery_actors runs
-a router process and two worker processes (``jumpstart run``), linked peer-to-peer
-over AMQP 1.0, and keeps its workflows in the router's durable SQLite store (the
+Both get the same processes: two that run tasks, each at its system's default
+concurrency, holding up to four calls per task slot (Celery's default prefetch
+multiplier). celery_actors runs a router process and two worker processes
+(``jumpstart run``), linked peer-to-peer over AMQP 1.0, each running up to 10 calls at
+once (its default ``--concurrency``: the no-op tasks are ``async def``, run as
+coroutines), and keeps its workflows in the router's durable SQLite store (the
 default; here a file in a temporary directory). Celery runs one prefork worker with
-two child processes on RabbitMQ, with a Redis server of the measurement's own as its
-result backend, which its chords need.
+two child processes, each running one task at a time (prefork's only way), on RabbitMQ,
+with a Redis server of the measurement's own as its result backend, which its chords
+need.
 
 Celery is imported only inside its function: the suite's table and plan do not need it.
 """
@@ -42,8 +45,11 @@ WORKER_PROCESSES: Final = 2
 """Processes that run tasks, in both systems: celery_actors worker processes, Celery
 prefork child processes."""
 
-TASKS_PER_PROCESS: Final = 1
-"""Tasks each of them runs at once (a prefork child runs one)."""
+CELERY_TASKS_PER_PROCESS: Final = 1
+"""Tasks a Celery prefork child runs at once."""
+
+CELERY_ACTORS_CONCURRENCY: Final = 10
+"""Calls a celery_actors worker process runs at once: ``jumpstart run``'s default."""
 
 PREFETCH: Final = 4
 """Calls each of them holds per task it runs at once: Celery's default prefetch
@@ -132,7 +138,7 @@ def celery_actors_p2p(workload: Workload) -> dict[str, Any]:
                 "--router",
                 f"127.0.0.1:{port}",
                 "--concurrency",
-                str(TASKS_PER_PROCESS),
+                str(CELERY_ACTORS_CONCURRENCY),
                 "--prefetch",
                 str(PREFETCH),
             )
@@ -198,7 +204,7 @@ def celery_prefork(workload: Workload) -> dict[str, Any]:
             "--pool",
             "prefork",
             "--concurrency",
-            str(WORKER_PROCESSES * TASKS_PER_PROCESS),
+            str(WORKER_PROCESSES * CELERY_TASKS_PER_PROCESS),
             "--prefetch-multiplier",
             str(PREFETCH),
             "--queues",
@@ -225,7 +231,8 @@ SYSTEMS: Final = (
         "celery_actors, peer-to-peer",
         "celery_actors",
         f"a router and {WORKER_PROCESSES} worker processes; --concurrency "
-        f"{TASKS_PER_PROCESS} --prefetch {PREFETCH}; workflows in the router's SQLite "
+        f"{CELERY_ACTORS_CONCURRENCY} (the default; async tasks) --prefetch {PREFETCH}; "
+        "workflows in the router's SQLite "
         "store (the default, a file in a temp dir)",
         celery_actors_p2p,
         ours=True,
@@ -234,7 +241,8 @@ SYSTEMS: Final = (
         "celery-prefork",
         "Celery, prefork pool",
         "Celery",
-        f"1 worker, --pool prefork --concurrency {WORKER_PROCESSES * TASKS_PER_PROCESS} "
+        f"1 worker, --pool prefork --concurrency "
+        f"{WORKER_PROCESSES * CELERY_TASKS_PER_PROCESS} "
         f"(child processes), --prefetch-multiplier {PREFETCH}; RabbitMQ, results and "
         "chord counters in Redis",
         celery_prefork,

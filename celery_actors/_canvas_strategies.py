@@ -26,6 +26,7 @@ def canvases(
     items: st.SearchStrategy[Any] | None = None,
     max_depth: int = 4,
     max_members: int = 4,
+    min_fanout: int = 0,
     max_fanout: int = 30,
 ) -> st.SearchStrategy[Canvas]:
     """Random canvases, nested up to ``max_depth`` levels, of chains, groups, chords,
@@ -41,7 +42,8 @@ def canvases(
         handlers: error handlers, which take a :class:`TaskError` first; none if not given.
         items: the items of maps and chunks (integers by default).
         max_members: members of a group or chord header, steps of a chain.
-        max_fanout: items of a map or chunks.
+        min_fanout, max_fanout: items of a map or chunks (raise ``min_fanout`` for
+            large workflows: hypothesis favours small examples).
     """
     joins = joins if joins is not None else steps
     items = items if items is not None else st.integers(-100, 100)
@@ -71,7 +73,7 @@ def canvases(
                             template=template, arguments=[[item] for item in found]
                         ),
                         steps,
-                        st.lists(items, max_size=max_fanout),
+                        st.lists(items, min_size=min_fanout, max_size=max_fanout),
                     ),
                 )
             )
@@ -81,11 +83,11 @@ def canvases(
             node = Chord(header=header, body=body)
         elif kind == "map":
             template = draw(steps)
-            found = draw(st.lists(items, max_size=max_fanout))
+            found = draw(st.lists(items, min_size=min_fanout, max_size=max_fanout))
             node = Fanout(template=template, arguments=[[item] for item in found])
         else:
             template = draw(steps)
-            found = draw(st.lists(items, max_size=max_fanout))
+            found = draw(st.lists(items, min_size=min_fanout, max_size=max_fanout))
             size = draw(st.integers(1, 10))
             node = Chunks(template=template, items=[[item] for item in found], size=size)
         if handlers is not None and draw(st.integers(0, 4)) == 0:

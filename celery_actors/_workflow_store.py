@@ -81,21 +81,24 @@ class WorkflowStore(Protocol):
 
 
 class MemoryWorkflowStore:
-    """Keeps workflows in this process, for as long as it runs."""
+    """Keeps workflows in this process, for as long as it runs.
+
+    Its methods take no time, so they do not pass through the scheduler (they are
+    still cancellable)."""
 
     def __init__(self) -> None:
         self._workflows: dict[str, StoredWorkflow] = {}
         self._seen: set[str] = set()
 
     async def begin(self, workflow: StoredWorkflow) -> bool:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         if workflow.id in self._workflows:
             return False
         self._workflows[workflow.id] = workflow
         return True
 
     async def record(self, results: Sequence[tuple[str, TaskResult]]) -> None:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         for workflow, result in results:
             stored = self._workflows.get(workflow)
             if stored is not None and result.id not in self._seen:
@@ -103,21 +106,21 @@ class MemoryWorkflowStore:
                 stored.results.append(result)
 
     async def end(self, id: str, outcome: TaskResult) -> None:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         stored = self._workflows.get(id)
         if stored is not None:
             self._workflows[id] = attrs.evolve(stored, outcome=outcome)
 
     async def load(self, id: str) -> StoredWorkflow | None:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         return self._workflows.get(id)
 
     async def unfinished(self) -> list[StoredWorkflow]:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         return [w for w in self._workflows.values() if w.outcome is None]
 
     async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
 
 
 class SQLiteWorkflowStore:
@@ -174,7 +177,7 @@ class SQLiteWorkflowStore:
         connection = self._connection
         if inline and connection is not None and not self._lock.locked():
             result = job(connection, argument)
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
             return result
         async with self._lock:
             if self._connection is None:

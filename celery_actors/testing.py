@@ -327,7 +327,8 @@ def canvases(
 ) -> SearchStrategy[Canvas]:
     """hypothesis strategy of random nested canvases built from these signatures
     (needs hypothesis): see ``docs/testing.md``. The options are ``joins``,
-    ``handlers``, ``items``, ``max_depth``, ``max_members`` and ``max_fanout``;
+    ``handlers``, ``items``, ``max_depth``, ``max_members``, ``min_fanout`` and
+    ``max_fanout``;
     ``sources`` run with no input, ``steps`` take one first."""
     from ._canvas_strategies import canvases as build
 

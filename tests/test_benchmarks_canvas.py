@@ -52,12 +52,14 @@ def test_every_system_is_planned_once_for_every_scenario(sizes):
         ]
 
 
-def test_celery_actors_is_compared_with_celery_prefork_on_the_same_work_force():
+def test_celery_actors_is_compared_with_celery_prefork_on_the_same_processes():
     assert [s.key for s in SYSTEMS] == ["celery-actors-p2p", "celery-prefork"]
     assert [s.ours for s in SYSTEMS] == [True, False]
     for candidate in SYSTEMS:
         assert system(candidate.key) is candidate
-    assert "2 worker processes; --concurrency 1 --prefetch 4" in SYSTEMS[0].setup
+    assert "2 worker processes; --concurrency 10 (the default; async tasks) --prefetch 4" in (
+        SYSTEMS[0].setup
+    )
     assert "SQLite" in SYSTEMS[0].setup
     assert "--concurrency 2 (child processes), --prefetch-multiplier 4" in SYSTEMS[1].setup
 
@@ -169,7 +171,7 @@ def test_the_report_shows_medians_ratios_targets_and_failures():
     assert "failed" in text
     assert "celery-prefork chain-1000 failed: celery-prefork chain: RecursionError: boom" in text
     assert "git abc1234+dirty" in text
-    assert "--concurrency 1 --prefetch 4" in text  # the setup lines
+    assert "--concurrency 10 (the default; async tasks) --prefetch 4" in text  # setup lines
     assert "pykka" not in text
 
 

@@ -120,7 +120,13 @@ _tokens = st.uuids().map(lambda u: u.hex)
 
 
 def arithmetic_canvases(
-    *, failures: bool = False, flaky_calls: bool = False, max_depth: int = 4
+    *,
+    failures: bool = False,
+    flaky_calls: bool = False,
+    max_depth: int = 4,
+    max_members: int = 4,
+    min_fanout: int = 0,
+    max_fanout: int = 30,
 ) -> st.SearchStrategy[Any]:
     """Canvases of these tasks; with ``failures``, some calls fail for good (and
     some have error handlers); with ``flaky_calls``, some fail once and retry."""
@@ -141,4 +147,7 @@ def arithmetic_canvases(
         joins=st.builds(lambda t: total.s(t), _tokens),
         handlers=st.just(recover.s()) if failures else None,
         max_depth=max_depth,
+        max_members=max_members,
+        min_fanout=min_fanout,
+        max_fanout=max_fanout,
     )
