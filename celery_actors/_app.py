@@ -776,21 +776,31 @@ class App:
         return plan(self, options)
 
     async def _broker_route(self, system: ActorSystem) -> _BrokerRoute:
-        """Spawn a client's publisher (and its inbox of results) in ``system``."""
-        from ._brokers import ReplyInbox, reply_address
+        """Spawn a client's publisher, and its inbox of results with a listener on
+        each broker, in ``system``; return once the listeners consume (or after
+        :data:`BROKER_WAIT` seconds, for a broker that does not answer)."""
+        from ._brokers import AwaitConnected, ReplyInbox, ReplyListener, reply_address
         from ._publisher import Publisher
 
         client_id = uuid.uuid4().hex
         reply_to = reply_address(self.name, client_id)
         inbox = await system.spawn(ReplyInbox, name=f"results-{client_id[:8]}")
+        listeners = [
+            await system.spawn(
+                functools.partial(ReplyListener, settings, self.registry, reply_to, inbox),
+                name=f"replies-{client_id[:8]}-{number}",
+            )
+            for number, settings in enumerate(self.brokers, 1)
+        ]
+        with trio.move_on_after(BROKER_WAIT):  # results published before would be lost
+            for listener in listeners:
+                await listener.ask(AwaitConnected(), timeout=BROKER_WAIT)
         backlog = self._new_backlog()
         publisher = await system.spawn(
-            functools.partial(
-                Publisher, self.brokers, self.registry, backlog, subscription=(reply_to, inbox)
-            ),
+            functools.partial(Publisher, self.brokers, self.registry, backlog),
             name=f"publisher-{client_id[:8]}",
         )
-        return _BrokerRoute(publisher, inbox, reply_to)
+        return _BrokerRoute(publisher, inbox, reply_to, listeners)
 
     # -- roles
 
@@ -967,7 +977,7 @@ class Client:
     def actors(self) -> list[ActorRef]:
         """The actors the client runs in its system (publisher, inbox, collector)."""
         if self.route is not None:
-            return [self.route.publisher, self.route.inbox]
+            return [self.route.publisher, *self.route.listeners, self.route.inbox]
         return [self.collector] if self.collector is not None else []
 
     def __repr__(self) -> str:
@@ -1039,13 +1049,15 @@ class Client:
         """The router's workflow actor (``/user/router/workflows``).
 
         Raises:
-            NotConnected: the client goes through brokers, where workflows do not run
-                yet: connect to the router peer-to-peer for them.
+            NotConnected: the client goes through brokers: it starts workflows and gets
+                their results, but asks about their members peer-to-peer only.
         """
         if self.route is not None:
             raise NotConnected(
-                "workflows (chains, groups, chords) run peer-to-peer: open a client with "
-                "App(broker=None) and app.connect(router), or app.local()"
+                "over brokers, a workflow's handle waits for its result; its members' "
+                "states, partial results and revocation come from the router's workflow "
+                "actor, peer-to-peer: open a client of the router with App(broker=None) "
+                "and app.connect(router) for them"
             )
         if self._workflows is None:
             self._workflows = self.system.ref(f"{self.router.address}/workflows")
@@ -1063,11 +1075,22 @@ class Client:
         :meth:`Signature.apply_async <celery_actors.Signature.apply_async>`)."""
         id = workflow_id or uuid.uuid4().hex
         start = StartWorkflow(id=id, canvas=canvas, args=list(args), kwargs=dict(kwargs or {}))
-        await self.workflows().ask(start)
+        route = self.route
+        if route is None:
+            await self.workflows().ask(start)
+        else:  # through the brokers, like a call: its result comes back to our inbox
+            from ._brokers import command_address
+            from ._publisher import Publish
+
+            start = attrs.evolve(start, reply_to=route.reply_to)
+            await route.publisher.tell(
+                Publish(command_address(self.app.name, "default"), start, id)
+            )
         return WorkflowResult(id, self)
 
-    def workflow(self, workflow_id: str) -> WorkflowResult:
-        """The handle of a workflow started earlier, maybe by another process."""
+    def workflow_result(self, workflow_id: str) -> WorkflowResult:
+        """The handle of a workflow started earlier, maybe by another process (as
+        :meth:`result` is a call's)."""
         return WorkflowResult(workflow_id, self)
 
     async def quarantine(self) -> list[QuarantinedCall]:
@@ -1186,6 +1209,7 @@ class _BrokerRoute:
     publisher: ActorRef
     inbox: ActorRef
     reply_to: str
+    listeners: list[ActorRef] = attrs.Factory(list)
 
 
 def _workflow_store(

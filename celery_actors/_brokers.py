@@ -37,6 +37,7 @@ __all__ = [
     "AwaitConnected",
     "BrokerIntake",
     "ReplyInbox",
+    "ReplyListener",
     "command_address",
     "control_address",
     "reply_address",
@@ -153,6 +154,71 @@ class BrokerIntake(Actor):
             return True
         self.waiting.append(self.reply_later())
         return None
+
+
+class ReplyListener(Actor):
+    """Keeps a client's reply address consumed on one broker, for its inbox, and
+    connects again whenever the connection drops.
+
+    A client listens on every broker of its app, since a router publishes a result on
+    whichever broker its own publisher reaches, which need not be the client's.
+    """
+
+    def __init__(
+        self, settings: BrokerSettings, registry: TypeRegistry, address: str, inbox: ActorRef
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.address = address
+        self.inbox = inbox
+        self.connected = False
+        self.waiting: list[PendingReply] = []
+
+    def on_start(self) -> None:
+        self.start_task(self._keep_consuming)
+
+    async def _keep_consuming(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async with open_broker(self.settings, registry=self.registry) as broker:
+                    await broker.consume(
+                        self.address,
+                        self.inbox,
+                        prefetch=1000,
+                        durable=False,
+                        task_status=_Connected(self),
+                    )
+            except* (BrokerError, OSError) as group:
+                _logger.warning(
+                    "lost the replies on %s (%s); connecting again",
+                    self.settings.url,
+                    group.exceptions[0],
+                )
+            self.connected = False
+            await trio.sleep(RECONNECT.delay(failures))
+            failures += 1
+
+    @handler
+    def await_connected(self, msg: AwaitConnected) -> bool | None:
+        if self.connected:
+            return True
+        self.waiting.append(self.reply_later())
+        return None
+
+
+class _Connected:
+    """The ``task_status`` of a listener's consumer: marks it connected once it is."""
+
+    def __init__(self, listener: ReplyListener) -> None:
+        self.listener = listener
+
+    def started(self, value: object = None) -> None:
+        listener = self.listener
+        listener.connected = True
+        waiting, listener.waiting = listener.waiting, []
+        for pending in waiting:
+            pending.succeed(True)
 
 
 class ReplyInbox(Actor):

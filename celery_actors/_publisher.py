@@ -131,6 +131,7 @@ class Publisher(Actor):
                     ):
                         if self.subscription is not None:
                             await nursery.start(self._consume, broker, self.subscription)
+                        nursery.start_soon(_watch, broker)
                         self.connected = settings.url
                         if down_since_logged:
                             _logger.warning("publishing to %s again", settings.url)
@@ -202,3 +203,9 @@ class Publisher(Actor):
             backlog.remove(done)
             if len(done) < len(items):  # released: the broker cannot take them now
                 await trio.sleep(RECONNECT.initial)
+
+
+async def _watch(broker: Broker) -> None:
+    """Raise once the connection closes, also while nothing is being published."""
+    await broker.wait_closed()
+    raise BrokerError(f"the connection to {broker.settings.url} closed")

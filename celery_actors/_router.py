@@ -64,7 +64,8 @@ from ._protocol import (
     WorkerUp,
 )
 from ._publisher import Publish
-from ._workflows import WORKFLOWS_NAME, Admit, GetStates, MembersEnded, Workflows
+from ._workflow_messages import StartWorkflow
+from ._workflows import WORKFLOWS_NAME, Admit, GetStates, MembersEnded, WorkflowEnded, Workflows
 
 if TYPE_CHECKING:
     from ._app import App
@@ -181,9 +182,9 @@ class Router(Actor):
         self.quarantine = _Quarantine(self.sinks)
         self.tally: dict[str, Counter[str]] = {}  # worker -> its runs' ends, by state
 
-    def on_start(self) -> None:
-        if self.workflow_store is not None:
-            self.workflows = self.spawn_soon(
+    async def on_start(self) -> None:
+        if self.workflow_store is not None:  # a store that cannot open stops the start
+            self.workflows = await self.spawn(
                 functools.partial(Workflows, self.app.tasks, self.ref, self.workflow_store),
                 name=WORKFLOWS_NAME,
             )
@@ -447,6 +448,34 @@ class Router(Actor):
             entry = await self._take(call, fresh=msg.fresh)
             if entry.result is not None and call.id in self.members:  # final already
                 self._member_ended(entry.result)
+
+    @handler
+    def start_workflow(self, msg: StartWorkflow) -> None:
+        """A workflow from a broker: handed to the workflow actor, and answered (so
+        its delivery settled) once that has stored it."""
+        if self.workflows is None:
+            raise RuntimeError("this router runs no workflows")
+        pending = self.reply_later()
+        self.start_task(self._start_workflow, self.workflows, msg, pending)
+
+    @staticmethod
+    async def _start_workflow(
+        workflows: ActorRef, msg: StartWorkflow, pending: PendingReply
+    ) -> None:
+        try:
+            pending.succeed(await workflows.ask(msg))
+        except Exception as exc:
+            pending.fail(exc)
+
+    @handler
+    def workflow_ended(self, msg: WorkflowEnded) -> None:
+        publish = Publish(msg.reply_to, msg.result, f"{msg.result.id}.result")
+        if self.publisher is None:
+            return
+        try:
+            self.publisher.tell_nowait(publish)
+        except MailboxFull:
+            self.start_task(self.publisher.tell, publish)
 
     def _member_ended(self, result: TaskResult) -> None:
         self.members.discard(result.id)

@@ -38,12 +38,14 @@ UPDATE_LIMIT = 1000
 class StartWorkflow:
     """Run ``canvas`` as workflow ``id``, with ``args`` and ``kwargs`` given to its
     first tasks. Answered ``True`` once the workflow is stored (durably, with a
-    durable store); a workflow started again with the same id runs once."""
+    durable store); a workflow started again with the same id runs once. Over a
+    broker, the workflow's own result is published to ``reply_to`` when it ends."""
 
     id: str
     canvas: Canvas
     args: list[Any] = attrs.field(factory=list)
     kwargs: dict[str, Any] = attrs.field(factory=dict)
+    reply_to: str | None = None
 
 
 @_message("await-workflow")

@@ -11,7 +11,7 @@ from jumpstarter import ActorRef, AskTimeout
 
 from ._clock import FOREVER
 from ._errors import ResultTimeout, TaskFailed, TaskRevoked
-from ._protocol import TaskResult
+from ._protocol import AwaitResult, TaskResult
 from ._workflow_messages import (
     AwaitWorkflow,
     GetWorkflowStatus,
@@ -56,9 +56,15 @@ class WorkflowResult:
         Raises:
             ResultTimeout: it did not end in time (it goes on).
         """
+        route = self.client.route
+        where, question = (
+            (self._workflows, AwaitWorkflow(self.id))
+            if route is None
+            else (route.inbox, AwaitResult(self.id))  # published to it when it ends
+        )
         try:
-            document: TaskResult = await self._workflows.ask(
-                AwaitWorkflow(self.id), timeout=FOREVER if timeout is None else timeout
+            document: TaskResult = await where.ask(
+                question, timeout=FOREVER if timeout is None else timeout
             )
         except AskTimeout as exc:
             raise ResultTimeout(f"workflow {self.id} did not end within {timeout} s") from exc

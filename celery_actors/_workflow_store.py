@@ -35,7 +35,7 @@ __all__ = [
     "WorkflowStoreError",
 ]
 
-_BUSY_TIMEOUT = 30.0
+_LOCK_TIMEOUT = 2.0  # seconds to wait for another router to let go of the file
 _INLINE_ROWS = 64  # member results recorded without a thread, at most
 _INLINE_BYTES = 64 * 1024  # a workflow (or outcome) stored without a thread, at most
 
@@ -55,6 +55,8 @@ class StoredWorkflow:
     kwargs: dict[str, Any]
     results: list[TaskResult] = attrs.field(factory=list)
     outcome: TaskResult | None = None
+    reply_to: str | None = None
+    """Over a broker: where the workflow's own result is published when it ends."""
 
 
 class WorkflowStore(Protocol):
@@ -64,8 +66,8 @@ class WorkflowStore(Protocol):
         """Store a new workflow; ``False`` if one with its id is stored already."""
 
     async def record(self, results: Sequence[tuple[str, TaskResult]]) -> None:
-        """Add ``(workflow id, member result)`` pairs, in order, all or none; a member
-        result already recorded is ignored."""
+        """Add ``(workflow id, member result)`` pairs, in order, all or none (the
+        router records each member's result once)."""
 
     async def end(self, id: str, outcome: TaskResult) -> None:
         """Mark workflow ``id`` ended with ``outcome``."""
@@ -129,13 +131,16 @@ class SQLiteWorkflowStore:
     Each :meth:`record` is one transaction, committed before it returns (write-ahead
     logging, ``synchronous=NORMAL``: a committed transaction survives the process
     being killed). Canvases and results are stored pickled: the file is the router's
-    own, not an interface.
+    own, not an interface. One router at a time holds the file (an exclusive lock,
+    taken when the store opens and kept until it closes): a second one gets a
+    :class:`WorkflowStoreError` instead of resuming the same workflows twice.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path: Final = os.fspath(path)
         self._lock = trio.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._next = 0  # the sequence number of the next member result
 
     def __repr__(self) -> str:
         return f"SQLiteWorkflowStore({self.path!r})"
@@ -143,12 +148,19 @@ class SQLiteWorkflowStore:
     async def begin(self, workflow: StoredWorkflow) -> bool:
         row = (
             workflow.id,
-            pickle.dumps((workflow.canvas, workflow.args, workflow.kwargs)),
+            pickle.dumps((workflow.canvas, workflow.args, workflow.kwargs, workflow.reply_to)),
         )
         return bool(await self._run(_begin, row, inline=len(row[1]) < _INLINE_BYTES))
 
     async def record(self, results: Sequence[tuple[str, TaskResult]]) -> None:
-        rows = [(result.id, workflow, pickle.dumps(result)) for workflow, result in results]
+        if self._connection is None:
+            await self._run(_nothing, None)  # opens it, and reads where the sequence is
+        first = self._next
+        self._next += len(results)
+        rows = [
+            (workflow, first + number, pickle.dumps(result))
+            for number, (workflow, result) in enumerate(results)
+        ]
         await self._run(_record, rows, inline=len(rows) <= _INLINE_ROWS)
 
     async def end(self, id: str, outcome: TaskResult) -> None:
@@ -181,30 +193,49 @@ class SQLiteWorkflowStore:
             return result
         async with self._lock:
             if self._connection is None:
-                self._connection = await trio.to_thread.run_sync(self._connect)
+                self._connection, self._next = await trio.to_thread.run_sync(self._connect)
             return await trio.to_thread.run_sync(job, self._connection, argument)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> tuple[sqlite3.Connection, int]:
         try:
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, check_same_thread=False)
+            connection = sqlite3.connect(self.path, timeout=_LOCK_TIMEOUT, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            # One writer, this one: no file locking at each transaction (and no second
+            # router on the same file).
+            connection.execute("PRAGMA locking_mode=EXCLUSIVE")
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("BEGIN EXCLUSIVE")  # takes the lock now, in this thread
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS workflows ("
                 " id TEXT PRIMARY KEY NOT NULL, spec BLOB NOT NULL, outcome BLOB)"
             )
+            # One b-tree: each result is one small write. Results come in the order
+            # they were recorded (seq); the router records each once.
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS members ("
-                " id TEXT PRIMARY KEY NOT NULL, workflow TEXT NOT NULL, result BLOB NOT NULL)"
+                " workflow TEXT NOT NULL, seq INTEGER NOT NULL, result BLOB NOT NULL,"
+                " PRIMARY KEY (workflow, seq)) WITHOUT ROWID"
             )
-            connection.execute("CREATE INDEX IF NOT EXISTS members_of ON members (workflow)")
             connection.commit()
+            (last,) = connection.execute("SELECT max(seq) FROM members").fetchone()
         except sqlite3.Error as exc:
-            raise WorkflowStoreError(
-                f"cannot open the workflow store {self.path!r}: {exc}. Check that its "
-                "directory exists and is writable, and that the file is a SQLite database."
-            ) from exc
-        return connection
+            connection.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise WorkflowStoreError(
+                    f"the workflow store {self.path!r} is in use by another router: give "
+                    "each router its own file (jumpstart run --workflows PATH)"
+                ) from exc
+            raise self._error(exc) from exc
+        return connection, (-1 if last is None else last) + 1
+
+    def _error(self, exc: sqlite3.Error) -> WorkflowStoreError:
+        return WorkflowStoreError(
+            f"cannot open the workflow store {self.path!r}: {exc}. Check that its "
+            "directory exists and is writable, and that the file is a SQLite database."
+        )
 
 
 def _begin(connection: sqlite3.Connection, row: tuple[str, bytes]) -> bool:
@@ -213,11 +244,20 @@ def _begin(connection: sqlite3.Connection, row: tuple[str, bytes]) -> bool:
     return cursor.rowcount == 1
 
 
-def _record(connection: sqlite3.Connection, rows: list[tuple[str, str, bytes]]) -> None:
+def _nothing(connection: sqlite3.Connection, argument: None) -> None:
+    pass
+
+
+def _record(connection: sqlite3.Connection, rows: list[tuple[str, int, bytes]]) -> None:
     with connection:
-        connection.executemany(
-            "INSERT OR IGNORE INTO members (id, workflow, result) VALUES (?, ?, ?)", rows
-        )
+        if len(rows) == 1:
+            connection.execute(
+                "INSERT INTO members (workflow, seq, result) VALUES (?, ?, ?)", *rows
+            )
+        else:
+            connection.executemany(
+                "INSERT INTO members (workflow, seq, result) VALUES (?, ?, ?)", rows
+            )
 
 
 def _end(connection: sqlite3.Connection, row: tuple[bytes, str]) -> None:
@@ -236,11 +276,11 @@ def _load(connection: sqlite3.Connection, ids: list[str] | None) -> list[StoredW
         ).fetchall()
     found = []
     for id, spec, outcome in rows:
-        canvas, args, kwargs = pickle.loads(spec)
+        canvas, args, kwargs, reply_to = pickle.loads(spec)
         results = [
             pickle.loads(result)
             for (result,) in connection.execute(
-                "SELECT result FROM members WHERE workflow = ? ORDER BY rowid", (id,)
+                "SELECT result FROM members WHERE workflow = ? ORDER BY seq", (id,)
             )
         ]
         found.append(
@@ -251,6 +291,7 @@ def _load(connection: sqlite3.Connection, ids: list[str] | None) -> list[StoredW
                 kwargs=kwargs,
                 results=results,
                 outcome=None if outcome is None else pickle.loads(outcome),
+                reply_to=reply_to,
             )
         )
     return found

@@ -38,7 +38,7 @@ from ._workflow_messages import (
 from ._workflow_state import WorkflowState, member_id, member_paths
 from ._workflow_store import StoredWorkflow, WorkflowStore
 
-__all__ = ["WORKFLOWS_NAME", "Admit", "GetStates", "MembersEnded", "Workflows"]
+__all__ = ["WORKFLOWS_NAME", "Admit", "GetStates", "MembersEnded", "WorkflowEnded", "Workflows"]
 
 _logger = logging.getLogger("celery_actors.workflows")
 
@@ -66,6 +66,15 @@ class MembersEnded:
 
 
 @attrs.frozen
+class WorkflowEnded:
+    """Told to the router: publish this workflow's result to ``reply_to`` (over a
+    broker)."""
+
+    reply_to: str
+    result: TaskResult
+
+
+@attrs.frozen
 class GetStates:
     """Asked of the router: the states of these calls."""
 
@@ -79,6 +88,7 @@ class _Flow:
     waiters: list[PendingReply] = attrs.Factory(list)
     watchers: list[tuple[int, PendingReply]] = attrs.Factory(list)
     revoking: bool = False
+    reply_to: str | None = None
 
 
 def workflow_of(call_id: str) -> str:
@@ -120,7 +130,9 @@ class Workflows(Actor):
         state.start()
         for result in stored.results:
             state.ended(result)
-        flow = self.flows[stored.id] = _Flow(state, outcome=stored.outcome)
+        flow = self.flows[stored.id] = _Flow(
+            state, outcome=stored.outcome, reply_to=stored.reply_to
+        )
         return flow
 
     # -- starting
@@ -137,14 +149,18 @@ class Workflows(Actor):
             )
         if msg.id in self.flows:
             return True  # started again: it runs once
-        stored = StoredWorkflow(id=msg.id, canvas=msg.canvas, args=msg.args, kwargs=msg.kwargs)
+        stored = StoredWorkflow(
+            id=msg.id, canvas=msg.canvas, args=msg.args, kwargs=msg.kwargs, reply_to=msg.reply_to
+        )
         if not await self.store.begin(stored):
             known = await self.store.load(msg.id)
             if known is not None and msg.id not in self.flows:
-                self._rebuild(known)
+                flow = self._rebuild(known)
+                if flow.outcome is not None:  # ended: its result, again
+                    self._publish(flow)
             return True
         state = WorkflowState(msg.id, msg.canvas, msg.args, msg.kwargs, self.tasks)
-        flow = self.flows[msg.id] = _Flow(state)
+        flow = self.flows[msg.id] = _Flow(state, reply_to=msg.reply_to)
         calls = state.start()
         if calls:
             self._admit(calls, fresh=True)
@@ -165,7 +181,11 @@ class Workflows(Actor):
     async def members_ended(self, msg: MembersEnded) -> None:
         """Record the results (the router sends them in batches: one transaction
         each), then let their workflows go on."""
-        batch = msg.results
+        batch = []
+        for result in msg.results:  # each is recorded once: those still outstanding
+            flow = self.flows.get(workflow_of(result.id))
+            if flow is not None and result.id in flow.state.outstanding:
+                batch.append(result)
         await self.store.record([(workflow_of(result.id), result) for result in batch])
         calls: list[TaskCall] = []
         touched: dict[str, _Flow] = {}
@@ -208,6 +228,7 @@ class Workflows(Actor):
         )
         await self.store.end(state.id, outcome)
         flow.outcome = outcome
+        self._publish(flow)
         waiters, flow.waiters = flow.waiters, []
         for waiter in waiters:
             waiter.succeed(outcome)
@@ -216,6 +237,16 @@ class Workflows(Actor):
         while len(self.ended) > ENDED_KEPT:
             old, _ = self.ended.popitem(last=False)
             self.flows.pop(old, None)
+
+    def _publish(self, flow: _Flow) -> None:
+        """Over a broker: have the router publish the workflow's result."""
+        if flow.reply_to is None or flow.outcome is None:
+            return
+        ended = WorkflowEnded(flow.reply_to, flow.outcome)
+        try:
+            self.router.tell_nowait(ended)
+        except MailboxFull:
+            self.start_task(self.router.tell, ended)
 
     def _update_watchers(self, flow: _Flow) -> None:
         if not flow.watchers:

@@ -614,6 +614,16 @@ class Broker:
         state = " closed" if self._connection.closed else ""
         return f"<Broker {self.settings.url}{state}>"
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has closed (the broker went away, or it was closed)."""
+        return self._connection.closed
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection closes: for a client that has nothing to send or
+        receive for a while, and must still notice that the broker went away."""
+        await self._connection.finished.wait()
+
     # -- publishing
 
     async def publish(

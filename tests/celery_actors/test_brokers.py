@@ -11,7 +11,18 @@ import attrs
 import pytest
 import trio
 
-from celery_actors import App, Client, MemorySink, TaskCall, TaskFailed, TaskResult
+from celery_actors import (
+    App,
+    Client,
+    MemorySink,
+    NotConnected,
+    TaskCall,
+    TaskFailed,
+    TaskResult,
+    chain,
+    chord,
+    group,
+)
 from jumpstarter import Actor, ActorSystem, BrokerSettings, handler, open_broker
 
 URL = "amqp://guest:guest@127.0.0.1:5672"
@@ -241,3 +252,41 @@ async def test_a_task_with_acks_late_off_is_settled_as_soon_as_the_router_holds_
             assert queue_counts(f"{app_name}.default") == (0, 0)
             sink.gate.set()
             assert await result.get() == "done"
+
+
+async def test_a_workflow_travels_through_the_broker_and_its_result_comes_back(app_name):
+    app = make_app(app_name)
+    add = app.tasks["add"]
+
+    @app.task(name="total")
+    async def total(values: list[int]) -> int:
+        return sum(values)
+
+    with trio.fail_after(TIMEOUT):
+        async with app.local() as client:
+            assert client.route is not None  # calls and workflows go through RabbitMQ
+            result = await chain(add.si(1, 2), group(add.s(10), add.s(20)), total.s()).delay()
+            assert await result.get() == 3 + 10 + 3 + 20
+            failed = await chord([add.si(1, 1), app.tasks["fail"].si()], total.s()).delay()
+            with pytest.raises(TaskFailed, match="member 1 of the chord failed"):
+                await failed.get()
+            with pytest.raises(NotConnected, match="peer-to-peer"):
+                await result.status()
+    assert queue_counts(f"{app_name}.default") == (0, 0)  # every start settled
+
+
+async def test_a_result_reaches_a_client_whose_broker_is_not_the_one_the_router_publishes_on(
+    app_name, vhosts
+):
+    first, second = (f"{URL}/{vhost}" for vhost in vhosts)
+    router_side = make_app(app_name, broker=[second, first])  # publishes results on `second`
+    client_side = make_app(app_name, broker=[first, second])  # publishes calls on `first`
+    with trio.fail_after(TIMEOUT):
+        async with router_side.local(), client_side.connect() as client:
+            result = await client_side.tasks["add"].delay(20, 22)
+            assert await result.get() == 42  # came back on the other broker
+            status = await client.publisher_status()
+            assert status is not None and status.connected is not None
+            assert status.connected.endswith(VHOSTS[0])  # the call went on the first
+    for vhost in vhosts:
+        assert queue_counts(f"{app_name}.default", vhost) == (0, 0)

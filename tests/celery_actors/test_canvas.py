@@ -20,6 +20,7 @@ from celery_actors import (
     group,
 )
 from celery_actors._workflow_messages import StartWorkflow
+from jumpstarter import ActorStartError
 from jumpstarter._amqp import Codec, WireEnvelope
 
 from .canvas_app import add, app, fail, mul, recover, source, total
@@ -263,7 +264,7 @@ async def test_a_router_started_again_on_its_store_resumes_a_workflow(tmp_path):
             workflow_id = result.id
         gate.set()
         async with app.local(workflows=SQLiteWorkflowStore(store_path)) as client:
-            resumed = client.workflow(workflow_id)
+            resumed = client.workflow_result(workflow_id)
             assert await resumed.get(timeout=TIMEOUT) == 3
             status = await resumed.status()
             assert [m.state for m in status.members] == ["succeeded"] * 3
@@ -282,3 +283,14 @@ async def test_a_large_workflow_s_members_and_results_come_in_pages():
         assert [member.path for member in status.members[:3]] == ["w.0", "w.1", "w.2"]
         summary = await result.status(members=False)
         assert (summary.members, summary.counts) == ([], {"succeeded": 2_500})
+
+
+async def test_a_second_router_on_the_same_workflow_store_is_refused(tmp_path):
+    store = tmp_path / "workflows.sqlite3"
+    async with app.local(workflows=store):
+        with pytest.raises(ActorStartError, match="in use by another router") as refused:
+            async with app.local(workflows=store):
+                pass
+    assert "jumpstart run --workflows PATH" in str(refused.value)
+    async with app.local(workflows=store):  # free again once the first stopped
+        assert await (await (source.si(1) | add.s(1)).delay()).get(timeout=TIMEOUT) == 2

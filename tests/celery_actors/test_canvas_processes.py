@@ -128,7 +128,7 @@ async def test_a_router_killed_mid_chord_resumes_it_and_counts_each_header_resul
         ]
         roles[0] = router = Role(*again, app=APP)
         async with app.connect(router=router.address) as client:
-            resumed = client.workflow(workflow_id)
+            resumed = client.workflow_result(workflow_id)
             assert await resumed.get(timeout=TIMEOUT) == sum(range(members)) % MODULUS
             status = await resumed.status()
             assert [member.state for member in status.members] == ["succeeded"] * (members + 1)
