@@ -12,33 +12,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery
-from kombu.entity import Exchange, Queue
+from ._celery_app import make_celery
 
-QUEUE_ENV = "BENCH_CELERY_QUEUE"
-REDIS_ENV = "BENCH_REDIS_URL"
-BROKER_ENV = "BENCH_BROKER_URL"
-
-QUEUE = os.environ.get(QUEUE_ENV, f"bench-canvas-celery-{os.getpid()}")
-"""The one queue this measurement's calls go through (routed by the default exchange)."""
-
-app = Celery(
+app, QUEUE = make_celery(
     "bench-canvas",
-    broker=os.environ.get(BROKER_ENV, "amqp://guest:guest@127.0.0.1:5672/%2F"),
-    backend=os.environ.get(REDIS_ENV, "redis://127.0.0.1:6379/0"),
-)
-app.conf.update(
-    task_queues=[Queue(QUEUE, Exchange(""), routing_key=QUEUE)],  # type: ignore[no-untyped-call]
-    task_default_queue=QUEUE,
-    task_default_exchange="",
-    task_default_routing_key=QUEUE,
-    # No broadcast or event exchanges and queues in the shared broker: the benchmark
-    # uses neither remote control nor events.
-    worker_enable_remote_control=False,
-    worker_send_task_events=False,
-    task_send_sent_event=False,
-    broker_connection_retry_on_startup=False,
-    worker_hijack_root_logger=False,
+    f"bench-canvas-celery-{os.getpid()}",
     # A chord's body may wait this long for its header's results to be joined.
     result_chord_join_timeout=600.0,
 )

@@ -72,7 +72,29 @@ class AwaitConnected:
     """Answered with ``True`` once a :class:`BrokerIntake` consumes from its broker."""
 
 
-class BrokerIntake(Actor):
+class _BrokerClient(Actor):
+    """An actor that keeps a connection to one broker, and answers
+    :class:`AwaitConnected` once it uses it."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.waiting: list[PendingReply] = []
+
+    def _now_connected(self) -> None:
+        self.connected = True
+        waiting, self.waiting = self.waiting, []
+        for pending in waiting:
+            pending.succeed(True)
+
+    @handler
+    def await_connected(self, msg: AwaitConnected) -> bool | None:
+        if self.connected:
+            return True
+        self.waiting.append(self.reply_later())
+        return None
+
+
+class BrokerIntake(_BrokerClient):
     """Keeps a router fed from one broker: consumes the app's queues (and its control
     topic) for ``router``, and connects again whenever the connection drops.
 
@@ -88,13 +110,12 @@ class BrokerIntake(Actor):
         app: str,
         queues: Iterable[str],
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.registry = registry
         self.router = router
         self.app = app
         self.queues = sorted(set(queues))
-        self.connected = False
-        self.waiting: list[PendingReply] = []
 
     def on_start(self) -> None:
         self.start_task(self._keep_consuming)
@@ -134,10 +155,7 @@ class BrokerIntake(Actor):
                     )
                     logged = False
                     failures = 0
-                    self.connected = True
-                    waiting, self.waiting = self.waiting, []
-                    for pending in waiting:
-                        pending.succeed(True)
+                    self._now_connected()
             except* (BrokerError, OSError) as group:
                 if not logged:
                     _logger.warning(
@@ -148,15 +166,8 @@ class BrokerIntake(Actor):
             await trio.sleep(RECONNECT.delay(failures))
             failures += 1
 
-    @handler
-    def await_connected(self, msg: AwaitConnected) -> bool | None:
-        if self.connected:
-            return True
-        self.waiting.append(self.reply_later())
-        return None
 
-
-class ReplyListener(Actor):
+class ReplyListener(_BrokerClient):
     """Keeps a client's reply address consumed on one broker, for its inbox, and
     connects again whenever the connection drops.
 
@@ -167,12 +178,11 @@ class ReplyListener(Actor):
     def __init__(
         self, settings: BrokerSettings, registry: TypeRegistry, address: str, inbox: ActorRef
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.registry = registry
         self.address = address
         self.inbox = inbox
-        self.connected = False
-        self.waiting: list[PendingReply] = []
 
     def on_start(self) -> None:
         self.start_task(self._keep_consuming)
@@ -199,13 +209,6 @@ class ReplyListener(Actor):
             await trio.sleep(RECONNECT.delay(failures))
             failures += 1
 
-    @handler
-    def await_connected(self, msg: AwaitConnected) -> bool | None:
-        if self.connected:
-            return True
-        self.waiting.append(self.reply_later())
-        return None
-
 
 class _Connected:
     """The ``task_status`` of a listener's consumer: marks it connected once it is."""
@@ -214,11 +217,7 @@ class _Connected:
         self.listener = listener
 
     def started(self, value: object = None) -> None:
-        listener = self.listener
-        listener.connected = True
-        waiting, listener.waiting = listener.waiting, []
-        for pending in waiting:
-            pending.succeed(True)
+        self.listener._now_connected()
 
 
 class ReplyInbox(Actor):
