@@ -139,14 +139,26 @@ class Workflows(Actor):
 
     @handler
     async def start_workflow(self, msg: StartWorkflow) -> bool:
-        if "/" in msg.id:
-            raise ValueError(f"workflow id {msg.id!r}: an id must not contain '/'")
+        problem = None
         unknown = sorted({name for name in iter_tasks(msg.canvas) if name not in self.tasks})
-        if unknown:
-            raise ValueError(
+        if "/" in msg.id:
+            problem = f"workflow id {msg.id!r}: an id must not contain '/'"
+        elif unknown:
+            problem = (
                 f"the canvas calls tasks the router does not know: {', '.join(unknown)}; "
                 "check the names, or register the tasks with @app.task where the router runs"
             )
+        if problem is not None:
+            if msg.reply_to is None:
+                raise ValueError(problem)
+            # From a broker: refused, as a failed workflow (raising would have the
+            # broker deliver it again and again).
+            error = TaskError(type="builtins.ValueError", message=problem)
+            refused = TaskResult(
+                id=msg.id, task=WORKFLOW_TASK, state="failed", error=error, finished=wall_time()
+            )
+            self._publish(_Flow(WorkflowState(msg.id, msg.canvas), refused, reply_to=msg.reply_to))
+            return True
         if msg.id in self.flows:
             return True  # started again: it runs once
         stored = StoredWorkflow(

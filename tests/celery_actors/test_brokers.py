@@ -290,3 +290,18 @@ async def test_a_result_reaches_a_client_whose_broker_is_not_the_one_the_router_
             assert status.connected.endswith(VHOSTS[0])  # the call went on the first
     for vhost in vhosts:
         assert queue_counts(f"{app_name}.default", vhost) == (0, 0)
+
+
+async def test_a_workflow_calling_an_unknown_task_fails_once_and_leaves_the_queue(app_name):
+    app = make_app(app_name)
+    other = App("elsewhere")
+
+    @other.task(name="nowhere")
+    async def nowhere() -> None: ...
+
+    with trio.fail_after(TIMEOUT):
+        async with app.local() as client:
+            result = await client.start_workflow(chain(app.tasks["add"].si(1, 1), nowhere.s()))
+            with pytest.raises(TaskFailed, match="does not know: nowhere"):
+                await result.get()
+    assert queue_counts(f"{app_name}.default") == (0, 0)  # refused for good, not redelivered
