@@ -7,7 +7,6 @@ with ``await task.delay(...)``; every component is an actor.
 
 from ._app import App as App
 from ._app import AsyncResult as AsyncResult
-from ._app import CallOptions as CallOptions
 from ._app import Client as Client
 from ._app import Task as Task
 from ._backlog import Backlog as Backlog
@@ -19,6 +18,7 @@ from ._bootsteps import BootStep as BootStep
 from ._bootsteps import BootStepError as BootStepError
 from ._bootsteps import BootStepFailed as BootStepFailed
 from ._bootsteps import WorkerContext as WorkerContext
+from ._calls import CallOptions as CallOptions
 from ._canvas import Canvas as Canvas
 from ._canvas import Chain as Chain
 from ._canvas import Chord as Chord

@@ -30,7 +30,8 @@ import trio
 from ._errors import BlockingCallInTrio, NotConnected
 
 if TYPE_CHECKING:
-    from ._app import App, AsyncResult, CallOptions, Client, Task
+    from ._app import App, AsyncResult, Client, Task
+    from ._calls import CallOptions
     from ._protocol import TaskResult
 
 __all__ = ["BlockingClient", "BlockingResult", "open_blocking_client"]

@@ -38,7 +38,8 @@ from rich.text import Text
 
 from jumpstarter import AskTimeout, PeerUnreachable
 
-from ._app import App, Client, new_call
+from ._app import App, Client
+from ._calls import new_call
 from ._errors import CeleryActorsError, ResultTimeout
 from ._protocol import QuarantinedCall, RouterStats, TaskCall, TaskResult
 from ._sinks import _encode, _Unstorable

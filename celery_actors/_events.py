@@ -108,7 +108,7 @@ def check_subscriber(app: App, event: Any, task: Task[Any, Any]) -> None:
 def subscriber_calls(app: App, event: EventMessage) -> list[TaskCall]:
     """The calls that run the subscribers of ``event``, one per task, with ids derived
     from the event's."""
-    from ._app import new_call
+    from ._calls import new_call
 
     calls = []
     for name in app.subscriptions.get(event.name, ()):

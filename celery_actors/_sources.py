@@ -388,7 +388,7 @@ class SourceFeed:
     # -- inside
 
     def _call(self, task: Task[Any, Any] | str, document: Document) -> Any:
-        from ._app import new_call
+        from ._calls import new_call
 
         task_id = f"{document.id}.{task if isinstance(task, str) else task.name}"
         if isinstance(task, str):

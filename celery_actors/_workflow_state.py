@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._app import new_call
+from ._calls import new_call
 from ._canvas import STARMAP_TASK, Canvas, Chain, Chord, Chunks, Fanout, Group, Signature
 from ._protocol import TaskCall, TaskError, TaskResult
 
