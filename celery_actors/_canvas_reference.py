@@ -81,18 +81,18 @@ def evaluate(
 def _call(
     task: str,
     path: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
+    run: Callable[[Callable[..., Any]], Any],
     functions: Mapping[str, Callable[..., Any]],
     counter: list[int],
 ) -> Any:
+    """One call of ``task``: ``run(its function)``, an exception failing it."""
     counter[0] += 1
     function = functions.get(task)
     if function is None:
         error = TaskError(type="celery_actors.TaskNotRegistered", message=task)
         raise _Failed(error, path)
     try:
-        return function(*args, **kwargs)
+        return run(function)
     except Exception as exc:
         raise _Failed(TaskError.from_exception(exc, with_traceback=False), path) from None
 
@@ -127,8 +127,13 @@ def _run_node(
     if isinstance(node, Signature):
         if node.immutable:
             args, kwargs = [], {}
+        call_args, call_kwargs = [*args, *node.args], {**node.kwargs, **kwargs}
         return _call(
-            node.task, path, [*args, *node.args], {**node.kwargs, **kwargs}, functions, counter
+            node.task,
+            path,
+            lambda function: function(*call_args, **call_kwargs),
+            functions,
+            counter,
         )
     if isinstance(node, Chain):
         value: Any = args[0] if args else None
@@ -161,15 +166,10 @@ def _run_node(
         chunks = [node.items[i : i + size] for i in range(0, len(node.items), size)]
 
         def run_chunk(chunk: list[list[Any]], p: str) -> Any:
-            counter[0] += 1
-            function = functions.get(template.task)
-            if function is None:
-                error = TaskError(type="celery_actors.TaskNotRegistered", message=template.task)
-                raise _Failed(error, p)
-            try:
+            def run(function: Callable[..., Any]) -> list[Any]:
                 return [function(*item, *template.args, **template.kwargs) for item in chunk]
-            except Exception as exc:
-                raise _Failed(TaskError.from_exception(exc, with_traceback=False), p) from None
+
+            return _call(template.task, p, run, functions, counter)
 
         return _join(path, [functools.partial(run_chunk, chunk) for chunk in chunks], "chunks")
     try:
