@@ -17,10 +17,8 @@ Celery is imported only inside its function: the suite's table and plan do not n
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +32,8 @@ from ._tasks_services import (
     START_TIMEOUT,
     Service,
     delete_queues,
+    import_with_env,
+    python_command,
     redis,
     require_rabbitmq,
     service,
@@ -79,10 +79,6 @@ class System:
     ours: bool = False
 
 
-def _python(*arguments: str) -> list[str]:
-    return [sys.executable, *arguments]
-
-
 def _celery_actors_client(
     workload: Workload, router: str, services: Sequence[Service]
 ) -> dict[str, Any]:
@@ -122,7 +118,7 @@ def celery_actors_p2p(workload: Workload) -> dict[str, Any]:
     run = ("-m", "jumpstarter", "run", "benchmarks._canvas_app:app")
     with tempfile.TemporaryDirectory(prefix="bench-canvas-") as scratch:
         store = Path(scratch) / "bench-canvas.workflows.sqlite3"
-        router_command = _python(
+        router_command = python_command(
             *run, "--role", "router", "--router", "127.0.0.1:0", "--workflows", str(store)
         )
         with service("celery_actors router", router_command) as router:
@@ -131,7 +127,7 @@ def celery_actors_p2p(workload: Workload) -> dict[str, Any]:
                 "its address",
                 START_TIMEOUT,
             )
-            worker_command = _python(
+            worker_command = python_command(
                 *run,
                 "--role",
                 "worker",
@@ -154,13 +150,6 @@ def celery_actors_p2p(workload: Workload) -> dict[str, Any]:
                 return _celery_actors_client(workload, f"127.0.0.1:{port}", [router, *workers])
 
 
-def _import_app(module: str, env: dict[str, str]) -> Any:
-    """Import the Celery app module once the environment names this measurement's
-    queue and Redis server."""
-    os.environ.update(env)
-    return importlib.import_module(module)
-
-
 def celery_prefork(workload: Workload) -> dict[str, Any]:
     """Celery 5: one prefork worker on RabbitMQ, results (and chord counters) in a
     Redis server of the measurement's own; this process is the client."""
@@ -173,7 +162,7 @@ def celery_prefork(workload: Workload) -> dict[str, Any]:
             "BENCH_REDIS_URL": redis_url,
             "BENCH_BROKER_URL": RABBITMQ_URL,
         }
-        app_module = _import_app(module, env)
+        app_module = import_with_env(module, env)
         from celery import chain, chord, group
         from celery.exceptions import TimeoutError as CeleryTimeout
         from celery.result import AsyncResult
@@ -195,7 +184,7 @@ def celery_prefork(workload: Workload) -> dict[str, Any]:
                 return False, None
 
         delete_queues([queue])
-        command = _python(
+        command = python_command(
             "-m",
             "celery",
             "-A",

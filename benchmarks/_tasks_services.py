@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from ._remote_common import BROKER_HOST, BROKER_PORT, broker_reachable, free_port
 from ._runner import ROOT
@@ -34,6 +35,8 @@ __all__ = [
     "Service",
     "delete_queues",
     "delete_queues_with_rabbitmqctl",
+    "import_with_env",
+    "python_command",
     "redis",
     "require_rabbitmq",
     "service",
@@ -251,3 +254,15 @@ def delete_queues_with_rabbitmqctl(names: Sequence[str]) -> None:
         subprocess.run(
             ["rabbitmqctl", "-q", "delete_queue", name], capture_output=True, check=False
         )
+
+
+def python_command(*arguments: str) -> list[str]:
+    """``python ARGUMENTS`` with this interpreter: a service's command line."""
+    return [sys.executable, *arguments]
+
+
+def import_with_env(module: str, env: dict[str, str]) -> Any:
+    """Import a peer's app module once the environment names this measurement's queue
+    (and servers): the module reads them when it is imported."""
+    os.environ.update(env)
+    return importlib.import_module(module)

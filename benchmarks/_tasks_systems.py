@@ -11,10 +11,8 @@ and plan do not need them.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -30,6 +28,8 @@ from ._tasks_services import (
     Service,
     delete_queues,
     delete_queues_with_rabbitmqctl,
+    import_with_env,
+    python_command,
     redis,
     require_rabbitmq,
     service,
@@ -90,10 +90,6 @@ BROKER_TARGETS: Final = Targets(tasks_per_s=5_000, p50_ms=1.0)
 _ADDRESS = re.compile(r"router at amqp://127\.0\.0\.1:(\d+)/")
 
 
-def _python(*arguments: str) -> list[str]:
-    return [sys.executable, *arguments]
-
-
 def _celery_actors_client(
     scenario: Scenario, router: str, services: Sequence[Service]
 ) -> dict[str, Any]:
@@ -127,7 +123,7 @@ def _celery_actors(scenario: Scenario, router_options: Sequence[str] = ()) -> di
     """Start a celery_actors router (with ``router_options``) and a worker process, and
     measure as their client."""
     run = ("-m", "jumpstarter", "run", "benchmarks._tasks_app:app")
-    router_command = _python(
+    router_command = python_command(
         *run,
         "--role",
         "router",
@@ -141,7 +137,7 @@ def _celery_actors(scenario: Scenario, router_options: Sequence[str] = ()) -> di
         port = router.wait_for(
             lambda out: (m := _ADDRESS.search(out)) and m.group(1), "its address", START_TIMEOUT
         )
-        worker_command = _python(
+        worker_command = python_command(
             *run,
             "--role",
             "worker",
@@ -184,12 +180,6 @@ def celery_actors_rabbitmq(scenario: Scenario) -> dict[str, Any]:
         delete_queues_with_rabbitmqctl(queues)
 
 
-def _import_app(module: str, env: dict[str, str]) -> Any:
-    """Import a peer's app module once the environment names this measurement's queue."""
-    os.environ.update(env)
-    return importlib.import_module(module)
-
-
 def _celery(pool: str, concurrency: int) -> Callable[[Scenario], dict[str, Any]]:
     def run(scenario: Scenario) -> dict[str, Any]:
         require_rabbitmq()
@@ -201,7 +191,7 @@ def _celery(pool: str, concurrency: int) -> Callable[[Scenario], dict[str, Any]]
                 "BENCH_REDIS_URL": redis_url,
                 "BENCH_BROKER_URL": RABBITMQ_URL,
             }
-            app_module = _import_app(module, env)
+            app_module = import_with_env(module, env)
             from celery.exceptions import TimeoutError as CeleryTimeout
             from celery.result import AsyncResult
 
@@ -213,7 +203,7 @@ def _celery(pool: str, concurrency: int) -> Callable[[Scenario], dict[str, Any]]
                 return True
 
             delete_queues([queue])
-            command = _python(
+            command = python_command(
                 "-m",
                 "celery",
                 "-A",
@@ -255,7 +245,7 @@ def dramatiq_rabbitmq(scenario: Scenario) -> dict[str, Any]:
             "BENCH_REDIS_URL": redis_url,
             "BENCH_BROKER_URL": RABBITMQ_URL,
         }
-        app_module = _import_app(module, env)
+        app_module = import_with_env(module, env)
         from dramatiq import Message
         from dramatiq.results import ResultTimeout
 
@@ -268,7 +258,7 @@ def dramatiq_rabbitmq(scenario: Scenario) -> dict[str, Any]:
             return True
 
         delete_queues(queues)
-        command = _python(
+        command = python_command(
             "-m",
             "dramatiq",
             module,

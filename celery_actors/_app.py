@@ -42,7 +42,7 @@ from ._calls import CallOptions, new_call
 from ._canvas import STARMAP_TASK, Canvas, Chunks, Fanout, Signature
 from ._clock import FOREVER
 from ._control import CONTROL_TIMEOUT, WorkerControl
-from ._errors import NotConnected, ResultTimeout, TaskFailed, TaskNotRegistered, TaskRevoked
+from ._errors import NotConnected, ResultTimeout, TaskNotRegistered, value_of
 from ._protocol import (
     MESSAGES,
     AwaitResult,
@@ -1122,11 +1122,7 @@ class AsyncResult:
             ResultTimeout: it did not finish in time.
         """
         document = await self.wait(timeout)
-        if document.state == "succeeded":
-            return document.value
-        if document.state == "revoked":
-            raise TaskRevoked(document)
-        raise TaskFailed(document)
+        return value_of(document)
 
     async def refresh(self) -> str:
         """Ask the router for the call's state now, keep it in :attr:`state`, return it.

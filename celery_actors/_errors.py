@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jumpstarter import JumpstarterError
 
@@ -66,6 +66,16 @@ class TaskRevoked(CeleryActorsError):
         reason = f": {result.error.message}" if result.error is not None else ""
         super().__init__(f"task {result.task}[{result.id}] was revoked{reason}")
         self.result = result
+
+
+def value_of(result: TaskResult) -> Any:
+    """The value of a final result; raises :class:`TaskRevoked` or :class:`TaskFailed`
+    for one that did not succeed."""
+    if result.state == "succeeded":
+        return result.value
+    if result.state == "revoked":
+        raise TaskRevoked(result)
+    raise TaskFailed(result)
 
 
 class ResultTimeout(CeleryActorsError, TimeoutError):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._errors import TaskFailed, TaskRevoked
+from ._errors import value_of
 from ._protocol import EventMessage, PublishEvent, TaskCall, TaskResult
 
 if TYPE_CHECKING:
@@ -200,11 +200,4 @@ class EventResult:
             ResultTimeout: they did not all finish in time.
         """
         documents = await self.wait(timeout)
-        values = {}
-        for task, document in documents.items():
-            if document.state == "revoked":
-                raise TaskRevoked(document)
-            if document.state != "succeeded":
-                raise TaskFailed(document)
-            values[task] = document.value
-        return values
+        return {task: value_of(document) for task, document in documents.items()}

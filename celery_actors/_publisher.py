@@ -23,12 +23,10 @@ import trio
 from jumpstarter import (
     Accepted,
     Actor,
-    ActorRef,
     AddressRefused,
     Broker,
     BrokerError,
     BrokerSettings,
-    Consumer,
     Rejected,
     TypeRegistry,
     handler,
@@ -69,14 +67,6 @@ class PublisherStatus:
     backlog: int
 
 
-@attrs.frozen
-class _Subscription:
-    """On every connection, before publishing, consume ``address`` for ``ref``."""
-
-    address: str
-    ref: ActorRef
-
-
 class Publisher(Actor):
     """Publishes to the first reachable broker of ``brokers``; see the module docstring.
 
@@ -84,9 +74,6 @@ class Publisher(Actor):
         brokers: in order of preference.
         registry: the message types it publishes.
         backlog: where messages wait; in memory by default.
-        subscription: an address to consume on the same connection, for ``ref``,
-            attached before anything is published (a client's reply address: results
-            of the calls it publishes come back there).
     """
 
     mailbox_size = 100_000
@@ -96,14 +83,12 @@ class Publisher(Actor):
         brokers: Sequence[BrokerSettings],
         registry: TypeRegistry,
         backlog: Backlog | None = None,
-        subscription: tuple[str, ActorRef] | None = None,
     ) -> None:
         if not brokers:
             raise ValueError("a publisher needs at least one broker")
         self.brokers = list(brokers)
         self.registry = registry
         self.backlog = backlog if backlog is not None else MemoryBacklog()
-        self.subscription = _Subscription(*subscription) if subscription else None
         self.connected: str | None = None
         self._wake = trio.Event()
 
@@ -129,8 +114,6 @@ class Publisher(Actor):
                         open_broker(settings, registry=self.registry) as broker,
                         trio.open_nursery() as nursery,
                     ):
-                        if self.subscription is not None:
-                            await nursery.start(self._consume, broker, self.subscription)
                         nursery.start_soon(_watch, broker)
                         self.connected = settings.url
                         if down_since_logged:
@@ -150,20 +133,6 @@ class Publisher(Actor):
             down_since_logged = True
             await trio.sleep(RECONNECT.delay(failures))
             failures += 1
-
-    @staticmethod
-    async def _consume(
-        broker: Broker,
-        subscription: _Subscription,
-        task_status: trio.TaskStatus[Consumer] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        await broker.consume(
-            subscription.address,
-            subscription.ref,
-            prefetch=1000,
-            durable=False,
-            task_status=task_status,
-        )
 
     async def _flush(self, broker: Broker) -> None:
         """Publish the backlog, oldest first, until the connection breaks."""

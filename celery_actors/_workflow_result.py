@@ -10,7 +10,7 @@ import attrs
 from jumpstarter import ActorRef, AskTimeout
 
 from ._clock import FOREVER
-from ._errors import ResultTimeout, TaskFailed, TaskRevoked
+from ._errors import ResultTimeout, value_of
 from ._protocol import AwaitResult, TaskResult
 from ._workflow_messages import (
     AwaitWorkflow,
@@ -82,11 +82,7 @@ class WorkflowResult:
             ResultTimeout: it did not end in time.
         """
         document = await self.wait(timeout)
-        if document.state == "succeeded":
-            return document.value
-        if document.state == "revoked":
-            raise TaskRevoked(document)
-        raise TaskFailed(document)
+        return value_of(document)
 
     async def status(self, *, members: bool = True) -> WorkflowStatus:
         """The workflow's state, how many members are in each state, and each member's

@@ -70,7 +70,8 @@ class WorkflowState:
         self.kwargs = dict(kwargs or {})
         self.tasks = tasks or {}
         self.outstanding: dict[str, TaskCall] = {}  # made, not ended
-        self.results: dict[str, TaskResult] = {}  # member results, in the order they came
+        self.results: dict[str, TaskResult] = {}  # member results, by call id
+        self.arrived: list[TaskResult] = []  # the same, in the order they came
         self.paths: dict[str, str] = {}  # call id -> path, of every call made
         self.done = False
         self.value: Any = None
@@ -93,6 +94,7 @@ class WorkflowState:
             return []
         self.outstanding.pop(result.id, None)
         self.results[result.id] = result
+        self.arrived.append(result)
         if result.state == "succeeded":
             then(result.value, None)
         else:

@@ -263,7 +263,7 @@ class Workflows(Actor):
     def _update_watchers(self, flow: _Flow) -> None:
         if not flow.watchers:
             return
-        results = list(flow.state.results.values())
+        results = flow.state.arrived  # sliced, not copied, for each watcher
         keep = []
         for since, watcher in flow.watchers:
             if len(results) > since or flow.outcome is not None:
