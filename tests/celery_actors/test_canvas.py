@@ -294,3 +294,12 @@ async def test_a_second_router_on_the_same_workflow_store_is_refused(tmp_path):
     assert "jumpstart run --workflows PATH" in str(refused.value)
     async with app.local(workflows=store):  # free again once the first stopped
         assert await (await (source.si(1) | add.s(1)).delay()).get(timeout=TIMEOUT) == 2
+
+
+async def test_a_workflow_id_with_a_slash_is_refused_and_the_router_keeps_serving():
+    async with app.local() as client:
+        with pytest.raises(ValueError, match="must not contain '/'"):
+            await client.start_workflow(source.si(1), workflow_id="a/b")
+        with pytest.raises(ValueError, match="at least 1"):
+            add.chunks([(1,)], 0)
+        assert await (await (source.si(1) | add.s(1)).delay()).get(timeout=TIMEOUT) == 2

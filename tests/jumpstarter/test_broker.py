@@ -7,6 +7,7 @@ stands in for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -879,3 +880,35 @@ async def test_publish_many_sends_in_order_and_returns_every_outcome(actor_syste
                 await done.wait()
                 nursery.cancel_scope.cancel()
     assert seen == list(range(count))
+
+
+async def test_a_broker_connection_that_drops_is_noticed_while_idle():
+    # A relay between this client and RabbitMQ, cut on purpose: the broker's side of
+    # the connection ends as if the broker had gone away.
+    cut = trio.Event()
+
+    async def relay(client: trio.SocketStream) -> None:
+        upstream = await trio.open_tcp_stream("127.0.0.1", 5672)
+
+        async def pump(source: trio.SocketStream, target: trio.SocketStream) -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                while data := await source.receive_some():
+                    await target.send_all(data)
+
+        async with client, upstream, trio.open_nursery() as nursery:
+            nursery.start_soon(pump, client, upstream)
+            nursery.start_soon(pump, upstream, client)
+            await cut.wait()
+            nursery.cancel_scope.cancel()
+
+    with trio.fail_after(HANG_GUARD):
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(trio.serve_tcp, relay, 0, host="127.0.0.1")
+            (listener,) = await nursery.start(serve)
+            port = listener.socket.getsockname()[1]
+            async with open_broker(f"amqp://guest:guest@127.0.0.1:{port}") as broker:
+                assert not broker.closed
+                cut.set()
+                await broker.wait_closed()  # nothing sent or received: noticed all the same
+                assert broker.closed
+            nursery.cancel_scope.cancel()
