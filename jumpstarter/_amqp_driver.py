@@ -5,9 +5,13 @@ sans-IO :class:`~jumpstarter._amqp._protocol.AMQPConnection`:
 
 * a *reader* task takes whatever the socket has (up to 64 KiB at a time), feeds it
   to the protocol, and dispatches every event that follows before it reads again;
-* a *writer* task sleeps until someone changed the protocol's state, then writes
-  everything the protocol has to send in one ``send_all`` (so many messages queued
-  in one scheduler tick leave in one write);
+* on a plain TCP socket, what tasks gave the protocol to send is written at the
+  end of the scheduler turn in which they did, before the run looks for I/O (see
+  :class:`_TurnWriter`): many messages sent in one turn leave in one write, and no
+  task has to wake up for it; the reader writes what dispatching produced (an
+  answer, a settlement) as soon as it has dispatched;
+* a *writer* task writes what that could not (the rest of a full socket buffer,
+  anything on a TLS stream, the last words before closing) with ``send_all``;
 * a *ticker* task calls ``tick`` by the deadline the protocol asks for, which sends
   heartbeats and notices a silent peer.
 
@@ -179,6 +183,54 @@ class SenderLink:
         await trio.lowlevel.checkpoint()
 
 
+class _TurnWriter(trio.abc.Instrument):
+    """Writes the output of connections at the end of each turn of their trio run.
+
+    A trio run goes in turns: it runs every task that is ready, then waits for I/O
+    (or only polls, if tasks are ready again). Just before that, this writes what the
+    turn's tasks gave each connection to send, without waiting (what the socket does
+    not take goes to the connection's writer task). Compared with waking a writer
+    task, it saves a task switch per turn, and the bytes leave a turn earlier.
+
+    One per trio run, for the connections on plain sockets (see :meth:`for_this_run`).
+    """
+
+    _current: trio.lowlevel.RunVar[_TurnWriter] = trio.lowlevel.RunVar("jumpstarter.turn_writer")
+
+    def __init__(self) -> None:
+        self.dirty: dict[Connection, None] = {}  # in the order they asked
+
+    @classmethod
+    def for_this_run(cls) -> _TurnWriter:
+        try:
+            return cls._current.get()
+        except LookupError:
+            writer = cls()
+            trio.lowlevel.add_instrument(writer)
+            cls._current.set(writer)
+            return writer
+
+    def add(self, connection: Connection) -> None:
+        self.dirty[connection] = None
+
+    def before_io_wait(self, timeout: float) -> None:
+        dirty = self.dirty
+        if not dirty:
+            return
+        self.dirty = {}
+        woke = False
+        for connection in dirty:
+            woke |= connection._flush()
+        if self.dirty:  # a connection that flushed asks again only if it has more
+            self.dirty = {c: None for c in self.dirty if c._has_output()}
+        if woke or self.dirty:  # tasks became ready after the run decided how to wait
+            trio.lowlevel.current_trio_token().run_sync_soon(_nothing)
+
+
+def _nothing() -> None:
+    pass
+
+
 class Connection:
     """Drives one :class:`AMQPConnection` over a trio stream until it closes."""
 
@@ -205,8 +257,10 @@ class Connection:
         self._in_reader = False
         self._wants_write = False
         self._sending = False
-        self._leftover = b""  # what the reader could not write at once (see _write_now)
+        self._leftover = b""  # what could not be written at once (see _flush)
+        self._failure: BaseException | None = None  # raised by a hook while flushing
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._turn_writer: _TurnWriter | None = None
         self.receivers: dict[LinkId, Callable[[Connection, MessageReceived], None]] = {}
         """Where the owner routes messages by link (the driver only keeps the table)."""
         self.context: Any = None
@@ -220,6 +274,8 @@ class Connection:
     async def run(self) -> None:
         """Read, dispatch and write until the connection closes; closes the stream."""
         writer_done = trio.Event()
+        if self._fd >= 0:
+            self._turn_writer = _TurnWriter.for_this_run()
 
         async def write() -> None:
             try:
@@ -280,17 +336,21 @@ class Connection:
                 self._wants_write = False
                 if self._fd < 0 or self._sending or self._before_write or self._leftover:
                     self._kick()
-                else:  # answer from this task: the writer need not wake up
+                else:  # answer at once: the peer may be waiting for it
                     self._write_now()
 
-    def _write_now(self) -> None:
+    def _write_now(self) -> bool:
         """Write what the protocol has to send now, as far as the socket takes it
-        without waiting; the writer sends the rest. (A reader that waited to write
-        could deadlock with a peer doing the same.)"""
+        without waiting; the writer sends the rest. (A task that waited to write
+        could deadlock with a peer doing the same.)
+
+        Returns whether it scheduled a task (the writer, or one woken by an event).
+        """
         data = self.protocol.data_to_send()
-        self._dispatch()  # producing output can surface events (a refused login)
+        # producing output can surface events (a refused login)
+        woke = self._dispatch()
         if not data:
-            return
+            return woke
         try:
             written = os.write(self._fd, data)
         except BlockingIOError:
@@ -298,16 +358,41 @@ class Connection:
         except OSError as exc:
             self.error = self.error or f"the connection broke: {exc}"
             self._finish(self.error)
-            return
+            return True
         if written < len(data):
             self._leftover = data[written:]
             self._dirty.set()
+            return True
+        return woke
+
+    def _has_output(self) -> bool:
+        return bool(self._before_write) or self.protocol.has_data_to_send()
+
+    def _flush(self) -> bool:
+        """Called by the :class:`_TurnWriter`: run the hooks waiting for the next write,
+        then write. Returns whether it scheduled a task."""
+        if self.closed or self._sending or self._leftover:
+            self._dirty.set()  # the writer has the socket, or the last words to send
+            return True
+        if self._before_write:
+            hooks, self._before_write = self._before_write, []
+            try:
+                for hook in hooks:
+                    hook()
+            except BaseException as exc:  # for the writer to raise, in a task
+                self._failure = exc
+                self._dirty.set()
+                return True
+        return self._write_now()
 
     async def _writer(self) -> None:
         protocol = self.protocol
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             if self._before_write:
                 hooks, self._before_write = self._before_write, []
                 for hook in hooks:
@@ -343,10 +428,13 @@ class Connection:
                 await self._tick_changed.wait()
 
     def _kick(self) -> None:
-        """Wake the writer: the protocol may have bytes to send (while the reader
-        dispatches, it sends them itself once it is done)."""
+        """Have the protocol's bytes written soon: at the end of this scheduler turn
+        (see :class:`_TurnWriter`), or by the writer. While the reader dispatches, it
+        writes them itself once it is done."""
         if self._in_reader:
             self._wants_write = True
+        elif self._turn_writer is not None and not (self.closed or self._sending or self._leftover):
+            self._turn_writer.add(self)
         else:
             self._dirty.set()
 
@@ -354,14 +442,18 @@ class Connection:
         """Call ``hook()`` once, just before the writer next takes the protocol's bytes
         (to send, in one go, messages queued meanwhile)."""
         self._before_write.append(hook)
-        self._dirty.set()
+        self._kick()
 
     # -- events -------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
+    def _dispatch(self) -> bool:
+        """Handle every event the protocol has; returns whether there was any."""
         protocol = self.protocol
         handler = self.handler
-        while (event := protocol.next_event()) is not None:
+        event = protocol.next_event()
+        if event is None:
+            return False
+        while event is not None:
             if isinstance(event, MessageReceived):
                 handler.message_received(self, event)
             elif isinstance(event, CreditAvailable):
@@ -386,6 +478,8 @@ class Connection:
                 self._finish(self.error)
             else:  # ConnectionOpened
                 self.opened.set()
+            event = protocol.next_event()
+        return True
 
     def _delivery_updated(self, event: DeliveryUpdated) -> None:
         if not event.settled:

@@ -217,3 +217,47 @@ async def test_heartbeats_keep_an_idle_connection_open(
         await trio.sleep(30)
         assert not connection.closed, "heartbeats kept it alive"
         nursery.cancel_scope.cancel()
+
+
+async def test_what_a_busy_run_sends_leaves_at_the_end_of_each_turn():
+    # The sender never lets the run go idle; its messages must still reach the peer.
+    inbox = Inbox()
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, inbox)
+        connection = await connect("127.0.0.1", port, Client(), nursery, container_id="client")
+        sender = await connection.open_sender("/inbox")
+        busy = trio.CancelScope()
+
+        async def keep_busy() -> None:
+            with busy:
+                while True:
+                    await trio.lowlevel.checkpoint()
+
+        nursery.start_soon(keep_busy)
+        sent = 0
+        with trio.fail_after(10):
+            while len(inbox.received) < 10:
+                if sender.credit:
+                    sender.send_nowait(encoded(sent), settled=True)
+                    sent += 1
+                await trio.lowlevel.checkpoint()
+        busy.cancel()
+        assert inbox.received == list(range(len(inbox.received)))
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_hook_that_fails_before_a_write_ends_the_connection_with_its_error():
+    class Broken(Exception):
+        pass
+
+    def broken() -> None:
+        raise Broken("the hook failed")
+
+    inbox = Inbox()
+    with pytest.raises(BaseExceptionGroup) as raised:
+        async with trio.open_nursery() as nursery:
+            port = await start_server(nursery, inbox)
+            connection = await connect("127.0.0.1", port, Client(), nursery, container_id="client")
+            connection.before_next_write(broken)
+            await trio.sleep_forever()
+    assert raised.group_contains(Broken, match="the hook failed")
