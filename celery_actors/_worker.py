@@ -39,6 +39,7 @@ import heapq
 import itertools
 import logging
 import threading
+import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -311,14 +312,14 @@ class Worker(Actor):
     def watched_by_router(self, msg: WatchWorker) -> None:
         self.watchers.append(self.reply_later())
 
-    def _report(self, message: RunEnded | RunLost) -> None:
-        """Tell the router how a run ended, without waiting unless its link is full."""
+    def _report(self, message: TaskStarted | RunEnded | RunLost) -> None:
+        """Tell the router how a run goes, without waiting unless its link is full."""
         try:
             self.router.tell_nowait(message)
         except MailboxFull:
             self.start_task(self._report_later, message)
 
-    async def _report_later(self, message: RunEnded | RunLost) -> None:
+    async def _report_later(self, message: TaskStarted | RunEnded | RunLost) -> None:
         try:
             await self.router.tell(message)
         except (JumpstarterError, OSError) as exc:  # its watch of this worker fails too
@@ -448,7 +449,6 @@ class TaskRun(Actor):
     async def _execute_in_slot(self) -> None:
         call = self.call
         self.state.fire("start")
-        await self.worker.router.tell(TaskStarted(call.id, self.worker.ref.address))
         ended = False
         value: Any = None
         try:
@@ -459,7 +459,7 @@ class TaskRun(Actor):
                 self.guard,
                 self.worker.app._calling_through(self.worker.client),
             ):
-                value = await self._call()
+                value = await _FirstWait(self._call(), self._started)
                 ended = True
         except Exception as exc:
             result = self._failure(exc, retry=not _is_soft_limit(exc))
@@ -474,6 +474,12 @@ class TaskRun(Actor):
         self.answered = True
         self.worker.finished(call, result)
         self.stop()
+
+    def _started(self) -> None:
+        """The body waits for the first time: the router learns that it runs. (A body
+        that ends without waiting goes straight to its end state, one message fewer.)"""
+        worker = self.worker
+        worker._report(TaskStarted(self.call.id, worker.ref.address))
 
     def _cancelled(self) -> TaskResult:
         """The result of a run that one of its scopes cancelled."""
@@ -562,6 +568,54 @@ def _is_soft_limit(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return error.subgroup(SoftTimeLimitExceeded) is not None
     return isinstance(error, SoftTimeLimitExceeded)
+
+
+class _FirstWait:
+    """Awaits ``coro``, calling ``on_wait()`` once, when it first waits (yields to
+    trio); a coroutine that ends without waiting never calls it.
+
+    It is the iterator of its own ``await``: values, exceptions and the result pass
+    through to and from ``coro`` unchanged, and it shows ``coro``'s frame and what
+    ``coro`` awaits as its own (``cr_frame``, ``cr_await``), so that whoever walks a
+    task's awaits (trio's ``Task.iter_await_frames``) sees through it.
+    """
+
+    __slots__ = ("coro", "on_wait", "waited")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], on_wait: Callable[[], None]) -> None:
+        self.coro = coro
+        self.on_wait = on_wait
+        self.waited = False
+
+    def __await__(self) -> _FirstWait:
+        return self
+
+    def __iter__(self) -> _FirstWait:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        yielded = self.coro.send(value)  # its StopIteration carries the result
+        if not self.waited:
+            self.waited = True
+            self.on_wait()
+        return yielded
+
+    def throw(self, *error: Any) -> Any:
+        return self.coro.throw(*error)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    @property
+    def cr_frame(self) -> Any:
+        return cast("types.CoroutineType[Any, Any, Any]", self.coro).cr_frame
+
+    @property
+    def cr_await(self) -> Any:
+        return cast("types.CoroutineType[Any, Any, Any]", self.coro).cr_await
 
 
 # -- soft time limits
