@@ -12,8 +12,10 @@ import pytest
 import trio
 
 from celery_actors import App, TaskResult
-from celery_actors._protocol import Run, RunEnded, TaskStarted, WatchWorker, WorkerUp
-from jumpstarter import Actor, ActorRef, ActorSystem, PendingReply, handler
+from celery_actors._protocol import Run, RunEnded, TaskStarted
+from jumpstarter import ActorRef, ActorSystem, handler
+
+from .stand_in import StandInRouter
 
 app = App("test-idempotent")
 runs: dict[str, int] = {}
@@ -37,20 +39,12 @@ class Reports:
     arrived: trio.Event = attrs.Factory(trio.Event)
 
 
-class StandInRouter(Actor):
-    """Takes a worker's offers and keeps the results it reports."""
+class ReportingRouter(StandInRouter):
+    """Keeps the results a worker reports."""
 
     def __init__(self, reports: Reports) -> None:
+        super().__init__()
         self.reports = reports
-        self.watches: list[PendingReply] = []
-
-    @handler
-    def worker_up(self, msg: WorkerUp) -> bool:
-        return True
-
-    @handler
-    def watch_worker(self, msg: WatchWorker) -> None:
-        self.watches.append(self.reply_later())
 
     @handler
     def task_started(self, msg: TaskStarted) -> None:
@@ -82,7 +76,7 @@ class Setup:
 
 async def start_worker(system: ActorSystem, **options: int) -> Setup:
     reports = Reports()
-    router = await system.spawn(functools.partial(StandInRouter, reports), name="router")
+    router = await system.spawn(functools.partial(ReportingRouter, reports), name="router")
     worker = await app.start_worker(system, router, **options)
     return Setup(worker, reports)
 

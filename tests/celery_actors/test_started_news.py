@@ -10,8 +10,10 @@ import pytest
 import trio
 
 from celery_actors import App
-from celery_actors._protocol import Run, RunEnded, TaskStarted, WatchWorker, WorkerUp
-from jumpstarter import Actor, ActorSystem, PendingReply, handler
+from celery_actors._protocol import Run, RunEnded, TaskStarted
+from jumpstarter import ActorSystem, handler
+
+from .stand_in import StandInRouter
 
 app = App("test-started-news")
 TIMEOUT = 30.0
@@ -38,22 +40,14 @@ async def fails_at_once() -> None:
     raise LookupError("no such thing")
 
 
-class StandInRouter(Actor):
+class NewsRouter(StandInRouter):
     """Keeps, per call id, the names of the messages a worker told about it."""
 
     def __init__(self, news: dict[str, list[str]], ended: trio.Event, expected: int) -> None:
+        super().__init__()
         self.news = news
         self.ended = ended
         self.expected = expected
-        self.watches: list[PendingReply] = []
-
-    @handler
-    def worker_up(self, msg: WorkerUp) -> bool:
-        return True
-
-    @handler
-    def watch_worker(self, msg: WatchWorker) -> None:
-        self.watches.append(self.reply_later())
 
     @handler
     def task_started(self, msg: TaskStarted) -> None:
@@ -84,7 +78,7 @@ async def test_a_call_is_announced_running_only_once_its_body_waits(system: Acto
         "fails_at_once": fails_at_once.make_call(()),
     }
     router = await system.spawn(
-        functools.partial(StandInRouter, news, ended, len(calls)), name="router"
+        functools.partial(NewsRouter, news, ended, len(calls)), name="router"
     )
     worker = await app.start_worker(system, router)
     for call in calls.values():
