@@ -479,7 +479,10 @@ class TaskRun(Actor):
         """The body waits for the first time: the router learns that it runs. (A body
         that ends without waiting goes straight to its end state, one message fewer.)"""
         worker = self.worker
-        worker._report(TaskStarted(self.call.id, worker.ref.address))
+        try:
+            worker._report(TaskStarted(self.call.id, worker.ref.address))
+        except (JumpstarterError, OSError) as exc:  # the body runs on; its end is told later
+            _logger.warning("could not tell the router %s: %s", worker.router.address, exc)
 
     def _cancelled(self) -> TaskResult:
         """The result of a run that one of its scopes cancelled."""

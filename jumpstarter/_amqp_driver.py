@@ -374,16 +374,16 @@ class Connection:
         if self.closed or self._sending or self._leftover:
             self._dirty.set()  # the writer has the socket, or the last words to send
             return True
-        if self._before_write:
-            hooks, self._before_write = self._before_write, []
-            try:
+        try:
+            if self._before_write:
+                hooks, self._before_write = self._before_write, []
                 for hook in hooks:
                     hook()
-            except BaseException as exc:  # for the writer to raise, in a task
-                self._failure = exc
-                self._dirty.set()
-                return True
-        return self._write_now()
+            return self._write_now()
+        except BaseException as exc:  # for the writer to raise in its task, which it ends
+            self._failure = exc
+            self._dirty.set()
+            return True
 
     async def _writer(self) -> None:
         protocol = self.protocol
