@@ -258,7 +258,7 @@ class Connection:
         self._wants_write = False
         self._sending = False
         self._leftover = b""  # what could not be written at once (see _flush)
-        self._failure: BaseException | None = None  # raised by a hook while flushing
+        self._failure: BaseException | None = None  # from a flush, for the writer to raise
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._turn_writer: _TurnWriter | None = None
         self.receivers: dict[LinkId, Callable[[Connection, MessageReceived], None]] = {}
