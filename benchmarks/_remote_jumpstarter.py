@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from jumpstarter import Actor, ActorRef, ActorSystem, handler
+from jumpstarter import Actor, ActorRef, ActorSystem, RemoteSettings, handler
 
 from ._common import WARMUP_TELLS, clock, latency_summary
 from ._remote_common import (
@@ -69,16 +69,23 @@ class Sink(Actor):
 # -- the server process --------------------------------------------------------------------
 
 
+def settings(scenario: str) -> RemoteSettings:
+    """The defaults, except in ``ask_sleeping``: no polling before sleeping
+    (``busy_poll=0``), so that each process sleeps as soon as it waits, as the reactor's do."""
+    return RemoteSettings(busy_poll=0) if scenario == "ask_sleeping" else RemoteSettings()
+
+
 def serve(mode: str) -> None:
     """Listen on 127.0.0.1 (any port), print the port, serve until SIGTERM.
 
-    ``mode`` does not matter here: how each message is settled is the sender's choice.
+    How each message is settled is the sender's choice; ``mode`` only says whether
+    the server polls before it sleeps (all but ``ask_sleeping``, see :func:`settings`).
     """
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with ActorSystem(
-                SERVER_SYSTEM, listen="127.0.0.1:0", registry=registry
+                SERVER_SYSTEM, listen="127.0.0.1:0", registry=registry, remote=settings(mode)
             ) as system:
                 await system.spawn(Sink, name=SINK_PATH.rsplit("/", 1)[1])
                 assert system.listen_address is not None
@@ -158,9 +165,19 @@ def tell_handled(n: int, warmup: int) -> dict[str, Any]:
 
 def ask(n: int, warmup: int) -> dict[str, Any]:
     """``n`` sequential asks to the server's actor, each timed, after ``warmup`` asks."""
+    return _ask(n, warmup, "ask")
 
+
+def ask_sleeping(n: int, warmup: int) -> dict[str, Any]:
+    """The same with neither process polling before it sleeps."""
+    return _ask(n, warmup, "ask_sleeping")
+
+
+def _ask(n: int, warmup: int, scenario: str) -> dict[str, Any]:
     async def main(port: int) -> dict[str, Any]:
-        async with ActorSystem(CLIENT_SYSTEM, registry=registry) as system:
+        async with ActorSystem(
+            CLIENT_SYSTEM, registry=registry, remote=settings(scenario)
+        ) as system:
             remote = system.ref(_sink_address(port))
             for i in range(warmup):
                 await remote.ask(Ping(i))
@@ -175,7 +192,7 @@ def ask(n: int, warmup: int) -> dict[str, Any]:
                 raise RuntimeError(f"the server counted {count} asks, expected {warmup + n}")
             return latency_summary(samples)
 
-    with server(PEER, "ask") as port:
+    with server(PEER, scenario) as port:
         return trio.run(main, port)
 
 
@@ -239,5 +256,6 @@ SCENARIOS: dict[str, Callable[[int, int], dict[str, Any]]] = {
     "tell": tell,
     "tell_handled": tell_handled,
     "ask": ask,
+    "ask_sleeping": ask_sleeping,
     "broker": broker,
 }

@@ -20,7 +20,7 @@ SERVERS = {
 }
 """Peer name -> the module whose ``serve(mode)`` runs its server."""
 
-MODES = ("tell", "tell_handled", "ask")
+MODES = ("tell", "tell_handled", "ask", "ask_sleeping")
 
 
 def main(argv: list[str] | None = None) -> None:

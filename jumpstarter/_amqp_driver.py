@@ -13,7 +13,10 @@ sans-IO :class:`~jumpstarter._amqp._protocol.AMQPConnection`:
 * a *writer* task writes what that could not (the rest of a full socket buffer,
   anything on a TLS stream, the last words before closing) with ``send_all``;
 * a *ticker* task calls ``tick`` by the deadline the protocol asks for, which sends
-  heartbeats and notices a silent peer.
+  heartbeats and notices a silent peer;
+* while connections are open, the run polls for a while before it sleeps
+  (``busy_poll``, see :mod:`._idle_poll`), so that a quick answer does not pay for
+  waking a sleeping CPU.
 
 Events about links this side opened are turned into awaitable results (a sender
 waits for credit, a delivery for its outcome); events the owner must decide on
@@ -49,6 +52,7 @@ from ._amqp._events import (
 from ._amqp._exceptions import RemoteProtocolError
 from ._amqp._protocol import AMQPConnection
 from ._amqp._tls import TLSConfig
+from ._idle_poll import IdlePoller
 
 __all__ = ["Connection", "ConnectionHandler", "ConnectionLost", "LinkRefused", "SenderLink"]
 
@@ -192,13 +196,18 @@ class _TurnWriter(trio.abc.Instrument):
     not take goes to the connection's writer task). Compared with waking a writer
     task, it saves a task switch per turn, and the bytes leave a turn earlier.
 
-    One per trio run, for the connections on plain sockets (see :meth:`for_this_run`).
+    Then, with nothing left to write, it lets the run poll before it sleeps (see
+    :class:`~jumpstarter._idle_poll.IdlePoller`): after the writes, so that polling
+    never holds back what the turn sent.
+
+    One per trio run (see :meth:`for_this_run`).
     """
 
     _current: trio.lowlevel.RunVar[_TurnWriter] = trio.lowlevel.RunVar("jumpstarter.turn_writer")
 
     def __init__(self) -> None:
         self.dirty: dict[Connection, None] = {}  # in the order they asked
+        self.idle = IdlePoller()
 
     @classmethod
     def for_this_run(cls) -> _TurnWriter:
@@ -215,16 +224,20 @@ class _TurnWriter(trio.abc.Instrument):
 
     def before_io_wait(self, timeout: float) -> None:
         dirty = self.dirty
-        if not dirty:
-            return
-        self.dirty = {}
-        woke = False
-        for connection in dirty:
-            woke |= connection._flush()
-        if self.dirty:  # a connection that flushed asks again only if it has more
-            self.dirty = {c: None for c in self.dirty if c._has_output()}
-        if woke or self.dirty:  # tasks became ready after the run decided how to wait
-            trio.lowlevel.current_trio_token().run_sync_soon(_nothing)
+        if dirty:
+            self.dirty = {}
+            woke = False
+            for connection in dirty:
+                woke |= connection._flush()
+            if self.dirty:  # a connection that flushed asks again only if it has more
+                self.dirty = {c: None for c in self.dirty if c._has_output()}
+            if woke or self.dirty:  # tasks became ready after the run decided how to wait
+                trio.lowlevel.current_trio_token().run_sync_soon(_nothing)
+                return
+        self.idle.before_io_wait(timeout)
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.idle.after_io_wait()
 
 
 def _nothing() -> None:
@@ -241,6 +254,7 @@ class Connection:
         handler: ConnectionHandler,
         *,
         name: str = "",
+        busy_poll: float = 0.0,
     ) -> None:
         self.stream = stream
         self.protocol = protocol
@@ -261,6 +275,7 @@ class Connection:
         self._failure: BaseException | None = None  # from a flush, for the writer to raise
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._turn_writer: _TurnWriter | None = None
+        self._busy_poll = busy_poll
         self.receivers: dict[LinkId, Callable[[Connection, MessageReceived], None]] = {}
         """Where the owner routes messages by link (the driver only keeps the table)."""
         self.context: Any = None
@@ -274,8 +289,10 @@ class Connection:
     async def run(self) -> None:
         """Read, dispatch and write until the connection closes; closes the stream."""
         writer_done = trio.Event()
+        turn_writer = _TurnWriter.for_this_run()
         if self._fd >= 0:
-            self._turn_writer = _TurnWriter.for_this_run()
+            self._turn_writer = turn_writer
+        turn_writer.idle.hold(self, self._busy_poll)
 
         async def write() -> None:
             try:
@@ -293,6 +310,7 @@ class Connection:
                     await writer_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            turn_writer.idle.release(self)
             self._finish(self.error)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
@@ -678,12 +696,14 @@ async def connect(
     idle_timeout: float | None = None,
     sasl: Any = None,
     tls: TLSConfig | None = None,
+    busy_poll: float = 0.0,
     protocol_factory: Callable[..., AMQPConnection] = AMQPConnection,
 ) -> Connection:
     """Open a TCP connection to ``host:port``, start its driver in ``nursery``, wait for open.
 
     With ``tls``, the connection runs over TLS and the server's certificate is
-    checked (by default against the name ``host``).
+    checked (by default against the name ``host``). While it is open, the run polls
+    up to ``busy_poll`` seconds before it sleeps (see :class:`IdlePoller`).
 
     Raises:
         OSError: the TCP connection failed.
@@ -700,7 +720,7 @@ async def connect(
     )
     stream = await trio.open_tcp_stream(host, port)
     protocol.open()
-    connection = Connection(stream, protocol, handler, name=f"{host}:{port}")
+    connection = Connection(stream, protocol, handler, name=f"{host}:{port}", busy_poll=busy_poll)
     nursery.start_soon(connection.run)
     connection._kick()
     await connection.opened.wait()
@@ -726,6 +746,7 @@ async def serve(
     container_id: str,
     idle_timeout: float | None = None,
     tls: TLSConfig | None = None,
+    busy_poll: float = 0.0,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept AMQP connections on ``host:port`` forever, one driver per connection.
@@ -733,6 +754,7 @@ async def serve(
     ``task_status.started`` receives the listeners (port 0 picks a free port).
     With ``tls``, only TLS clients are accepted (with client certificates if
     ``tls.require_client_certificate``); a failed handshake ends only that connection.
+    ``busy_poll`` is as for :func:`connect`, for each connection accepted.
 
     Raises:
         OSError: the address is in use or cannot be bound.
@@ -751,7 +773,9 @@ async def serve(
         except OSError:  # the client hung up already
             await stream.aclose()
             return
-        connection = Connection(stream, protocol, handler, name=f"{peer[0]}:{peer[1]}")
+        connection = Connection(
+            stream, protocol, handler, name=f"{peer[0]}:{peer[1]}", busy_poll=busy_poll
+        )
         connection._kick()
         await connection.run()
 

@@ -105,6 +105,7 @@ from ._amqp._protocol import AMQPConnection, SASLConfig
 from ._amqp._tls import TLSConfig
 from ._amqp_driver import Connection, ConnectionLost, LinkRefused, SenderLink, connect
 from ._exceptions import ActorCrashed, ActorStopped, JumpstarterError, UnhandledMessage
+from ._idle_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from ._logging import SWITCH, current_trace
 from ._ref import ActorRef
 
@@ -206,6 +207,10 @@ def _check_failure_outcome(instance: Any, attribute: Any, value: str) -> None:
         raise ValueError(f"failure_outcome must be 'released' or 'modified', not {value!r}")
 
 
+def _check_busy_poll(instance: object, attribute: object, value: float) -> None:
+    check_busy_poll(value)
+
+
 @attrs.frozen(kw_only=True)
 class BrokerSettings:
     """Where a broker is, how to log in, and how to talk to it.
@@ -238,6 +243,10 @@ class BrokerSettings:
             queue the broker makes for an address (RabbitMQ: ``/queue/NAME``) is
             durable and keeps its messages across a broker restart. An existing
             queue must match: RabbitMQ refuses a durable link to a transient queue.
+        busy_poll: while connected, the most seconds the process polls for work
+            before it sleeps, so that the broker's quick answer is handled without
+            waking a sleeping CPU; adaptive, ``0`` to sleep at once (as
+            :attr:`RemoteSettings.busy_poll <jumpstarter.RemoteSettings.busy_poll>`).
     """
 
     host: str = "127.0.0.1"
@@ -252,6 +261,7 @@ class BrokerSettings:
         default="released", validator=_check_failure_outcome
     )
     durable_queues: bool = False
+    busy_poll: float = attrs.field(default=DEFAULT_BUSY_POLL, validator=_check_busy_poll)
 
     @classmethod
     def from_url(
@@ -263,6 +273,7 @@ class BrokerSettings:
         tls: TLSConfig | None = None,
         failure_outcome: FailureOutcome = "released",
         durable_queues: bool = False,
+        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> BrokerSettings:
         """Settings from ``amqp[s]://[USER[:PASSWORD]@]HOST[:PORT][/VHOST]``.
 
@@ -319,6 +330,7 @@ class BrokerSettings:
             tls=(tls if tls is not None else TLSConfig()) if secure else None,
             failure_outcome=failure_outcome,
             durable_queues=durable_queues,
+            busy_poll=busy_poll,
             **options,
         )
 
@@ -1296,6 +1308,7 @@ async def open_broker(
             idle_timeout=settings.idle_timeout,
             sasl=settings.sasl,
             tls=settings._connection_tls(),
+            busy_poll=settings.busy_poll,
             protocol_factory=_protocol_factory(settings.hostname),
         )
     except BaseException as error:

@@ -112,6 +112,7 @@ from ._exceptions import (
     PeerUnreachable,
     RemoteError,
 )
+from ._idle_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from ._logging import SWITCH, current_trace
 from ._messages import Envelope, PendingReply, Reply
 from ._ref import ActorRef
@@ -171,6 +172,12 @@ class RemoteSettings:
             failure up to ``reconnect_max_delay``.
         tls: a :class:`~jumpstarter.TLSConfig` for TLS on the listener and on
             outgoing connections.
+        busy_poll: while the system has connections, the most seconds its process
+            polls for work before it sleeps, so that a peer's quick answer is handled
+            without waking a sleeping CPU. The time actually polled adapts: it grows
+            while waits end within this limit and falls to nothing when they last
+            longer. ``0`` to sleep at once (Linux only; see "Waiting for the network"
+            in the remote actors guide).
     """
 
     signing: Keyring | None = None
@@ -183,10 +190,12 @@ class RemoteSettings:
     reconnect_delay: float = 0.05
     reconnect_max_delay: float = 2.0
     tls: TLSConfig | None = None
+    busy_poll: float = DEFAULT_BUSY_POLL
 
     def __attrs_post_init__(self) -> None:
         if self.link_credit < 1:
             raise ValueError(f"link_credit must be at least 1, not {self.link_credit}")
+        check_busy_poll(self.busy_poll)
 
 
 @attrs.frozen(kw_only=True)
@@ -578,6 +587,7 @@ class _Peer:
                     node.nursery,
                     container_id=f"{node.system.name}-{node.node_id}",
                     idle_timeout=settings.idle_timeout,
+                    busy_poll=settings.busy_poll,
                     **node.tls_options(client=True),
                 )
             except (OSError, ConnectionLost) as exc:
@@ -1144,6 +1154,7 @@ class Node:
                     self,
                     container_id=f"{self.system.name}-{self.node_id}",
                     idle_timeout=self.settings.idle_timeout,
+                    busy_poll=self.settings.busy_poll,
                     task_status=task_status,
                     **self.tls_options(client=False),
                 )
