@@ -25,9 +25,11 @@ As Linux's guest halt-polling does for a virtual CPU, the poll time adapts to ho
 long the run's waits last. A wait that ends within the limit but after the poll
 time grows it (from a quarter of the limit, doubling up to the limit): polling
 longer would have caught it. A wait longer than the limit halves it: polling
-would have been wasted. A process whose peers answer quickly polls; a process that
-waits longer than the limit, or whose traffic is sparse, stops polling after a few
-waits and costs nothing more.
+would have been wasted. A wait that the run's own deadline ends (a timer) changes
+nothing, so that a process whose timers fire often does not poll for them. A
+process whose peers answer quickly polls; a process that waits longer than the
+limit, or whose traffic is sparse, stops polling after a few waits and costs nothing
+more.
 
 Polling needs the run's epoll, which trio does not make public: where it cannot be
 found (not Linux, or a trio whose internals differ), runs sleep at once; a test
@@ -101,6 +103,7 @@ class IdlePoller:
         self.caught = 0
         """Waits that polling ended: the run had work before the poll time was over."""
         self._waiting_since: float | None = None
+        self._timeout = 0.0  # of the current wait
         fd = _run_io_fd()
         self._poll: Any = None
         if fd is not None:
@@ -132,6 +135,7 @@ class IdlePoller:
             return
         clock = self._clock
         now = self._waiting_since = clock()
+        self._timeout = timeout
         budget = min(self.budget, timeout)
         if budget <= 0:
             return
@@ -153,8 +157,8 @@ class IdlePoller:
         self._waiting_since = None
         waited = self._clock() - since
         limit = self.limit
-        if waited <= self.budget:
-            return
+        if waited <= self.budget or waited >= self._timeout:
+            return  # caught, or ended by the run's deadline: a timer, not a peer
         if waited <= limit:
             self.budget = min(limit, max(self.budget * self.GROW, limit * self.START))
         else:

@@ -3,6 +3,7 @@ adapts to how long waits last, and the setting reaches it from a system's connec
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 import sys
@@ -30,13 +31,16 @@ class Clock:
         return self.now
 
 
-def waits(poller: IdlePoller, clock: Clock, *seconds: float) -> list[float]:
-    """Let ``poller`` see waits of these lengths (none polls: the budget is checked
-    before); returns the budget after each."""
+def waits(
+    poller: IdlePoller, clock: Clock, *seconds: float, deadline: float = math.inf
+) -> list[float]:
+    """Let ``poller`` see waits of these lengths, each before the run's next
+    ``deadline`` (none polls: the budget is checked before); returns the budget after
+    each."""
     budgets = []
     for length in seconds:
         budget, poller.budget = poller.budget, 0.0  # no polling with a clock that stands still
-        poller.before_io_wait(length)
+        poller.before_io_wait(deadline)
         poller.budget = budget
         clock.now += length
         poller.after_io_wait()
@@ -59,6 +63,15 @@ async def test_the_poll_time_grows_while_waits_end_within_the_limit_and_shrinks_
     assert waits(poller, clock, 1.0) == [0.0]
     # and it grows again as soon as a wait is short
     assert waits(poller, clock, 0.0003) == [0.00025]
+
+
+async def test_waits_that_the_runs_own_deadline_ends_do_not_grow_the_poll_time():
+    clock = Clock()
+    poller = IdlePoller(clock=clock)
+    poller.hold("connection", 0.001)
+    # a timer every 300 µs: the run would poll for nothing but its own timer
+    assert waits(poller, clock, 0.0003, 0.0003, deadline=0.0003) == [0.0, 0.0]
+    assert waits(poller, clock, 0.0002, deadline=0.0003) == [0.00025]  # a peer, before it
 
 
 async def test_the_largest_limit_held_counts_and_none_once_every_owner_let_go():
