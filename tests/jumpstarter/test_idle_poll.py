@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from examples import bank
-from jumpstarter import ActorSystem, BrokerSettings, RemoteSettings
+from jumpstarter import ActorSystem, BrokerSettings, RemoteSettings, open_broker
 from jumpstarter._amqp_driver import _TurnWriter
 from jumpstarter._idle_poll import IdlePoller
 
@@ -161,6 +161,14 @@ async def test_a_system_polls_for_the_answers_of_a_node_in_another_process(telle
 async def test_a_system_that_does_not_poll_sleeps_at_once(teller):
     poller = await asks(teller, RemoteSettings(busy_poll=0), 10)
     assert poller.polled == 0
+
+
+async def test_a_broker_connection_polls_up_to_its_own_setting():
+    settings = BrokerSettings.from_url("amqp://guest:guest@127.0.0.1:5672", busy_poll=0.3)
+    async with open_broker(settings):
+        poller = _TurnWriter.for_this_run().idle
+        assert poller.limit == 0.3
+    assert poller.limit == 0.0
 
 
 @pytest.mark.parametrize("value", [-0.001, 1.5, float("nan")])
