@@ -41,7 +41,7 @@ import logging
 import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import outcome
@@ -447,15 +447,19 @@ class TaskRun(Actor):
             slots.release()
 
     async def _execute_in_slot(self) -> None:
-        call = self.call
+        call, task = self.call, self.task
         self.state.fire("start")
         ended = False
         value: Any = None
+        # The time-limit scopes only where a limit is set: a scope costs as much as a
+        # short body, and most tasks have none.
+        hard = self.hard if task.time_limit is not None else _NO_SCOPE
+        soft = self.soft if task.soft_time_limit is not None else _NO_SCOPE
         try:
             with (
                 self.scope,
-                self.hard,
-                self.soft,
+                hard,
+                soft,
                 self.guard,
                 self.worker.app._calling_through(self.worker.client),
             ):
@@ -564,6 +568,9 @@ class TaskRun(Actor):
         return TaskResult.of(
             self.call, state, wall_time(), worker=self.worker.ref.address, **fields
         )
+
+
+_NO_SCOPE: Final = contextlib.nullcontext()
 
 
 def _is_soft_limit(error: BaseException) -> bool:
