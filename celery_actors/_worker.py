@@ -370,7 +370,7 @@ class TaskRun(Actor):
         self.worker = worker
         self.task = task
         self.call = call
-        self.scope = trio.CancelScope()  # revocation
+        self.scope = trio.CancelScope()  # revocation, and a stop where there is no guard
         self.waiting = trio.CancelScope()  # revocation while it waits for a slot
         self.hard = trio.CancelScope()  # time_limit
         self.soft = trio.CancelScope()  # soft_time_limit of an async def body
@@ -384,7 +384,8 @@ class TaskRun(Actor):
 
     def on_stop(self) -> None:
         self.stopping = True
-        self.guard.cancel()
+        self.guard.cancel()  # the body, even while it is shielded from its soft limit
+        self.scope.cancel()  # the body of a task without a soft limit (no guard then)
         if not self.answered:  # stopped before the end: the router sends it elsewhere
             self.worker.abandoned(self.call)
 
@@ -454,13 +455,15 @@ class TaskRun(Actor):
         # The time-limit scopes only where a limit is set: a scope costs as much as a
         # short body, and most tasks have none.
         hard = self.hard if task.time_limit is not None else _NO_SCOPE
-        soft = self.soft if task.soft_time_limit is not None else _NO_SCOPE
+        soft, guard = (
+            (self.soft, self.guard) if task.soft_time_limit is not None else (_NO_SCOPE, _NO_SCOPE)
+        )
         try:
             with (
                 self.scope,
                 hard,
                 soft,
-                self.guard,
+                guard,
                 self.worker.app._calling_through(self.worker.client),
             ):
                 value = await _FirstWait(self._call(), self._started)
