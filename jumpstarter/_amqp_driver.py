@@ -352,10 +352,10 @@ class Connection:
                 return
             if self._wants_write or protocol.has_data_to_send():
                 self._wants_write = False
-                if self._fd < 0 or self._sending or self._before_write or self._leftover:
-                    self._kick()
-                else:  # answer at once: the peer may be waiting for it
+                if self._can_write_at_once():  # answer at once: the peer may be waiting
                     self._write_now()
+                else:
+                    self._kick()
 
     def _write_now(self) -> bool:
         """Write what the protocol has to send now, as far as the socket takes it
@@ -383,20 +383,34 @@ class Connection:
             return True
         return woke
 
+    def _run_write_hooks(self) -> None:
+        """Call the hooks waiting for the next write (see :meth:`before_next_write`)."""
+        if self._before_write:
+            hooks, self._before_write = self._before_write, []
+            for hook in hooks:
+                hook()
+
+    def _writer_has_socket(self) -> bool:
+        """Whether only the writer task may write now: it is writing, has the rest of
+        a write or the last words to send."""
+        return self.closed or self._sending or bool(self._leftover)
+
+    def _can_write_at_once(self) -> bool:
+        """Whether this task may write the protocol's bytes itself, now: on a plain
+        socket, with no hook waiting to add to them and nothing the writer holds."""
+        return self._fd >= 0 and not (self._sending or self._before_write or self._leftover)
+
     def _has_output(self) -> bool:
         return bool(self._before_write) or self.protocol.has_data_to_send()
 
     def _flush(self) -> bool:
         """Called by the :class:`_TurnWriter`: run the hooks waiting for the next write,
         then write. Returns whether it scheduled a task."""
-        if self.closed or self._sending or self._leftover:
-            self._dirty.set()  # the writer has the socket, or the last words to send
+        if self._writer_has_socket():
+            self._dirty.set()
             return True
         try:
-            if self._before_write:
-                hooks, self._before_write = self._before_write, []
-                for hook in hooks:
-                    hook()
+            self._run_write_hooks()
             return self._write_now()
         except BaseException as exc:  # for the writer to raise in its task, which it ends
             self._failure = exc
@@ -411,10 +425,7 @@ class Connection:
             if self._failure is not None:
                 failure, self._failure = self._failure, None
                 raise failure
-            if self._before_write:
-                hooks, self._before_write = self._before_write, []
-                for hook in hooks:
-                    hook()
+            self._run_write_hooks()
             data = protocol.data_to_send()
             if self._leftover:
                 data, self._leftover = self._leftover + data, b""
@@ -451,7 +462,7 @@ class Connection:
         writes them itself once it is done."""
         if self._in_reader:
             self._wants_write = True
-        elif self._turn_writer is not None and not (self.closed or self._sending or self._leftover):
+        elif self._turn_writer is not None and not self._writer_has_socket():
             self._turn_writer.add(self)
         else:
             self._dirty.set()
@@ -583,11 +594,7 @@ class Connection:
         """Write what the protocol has to send at once, as far as the socket takes it
         without waiting (the writer sends the rest); for callers that will not yield
         to the scheduler soon, or whose peer waits on these bytes."""
-        if (
-            not self._in_reader
-            and self._fd >= 0
-            and not (self._sending or self._before_write or self._leftover)
-        ):
+        if not self._in_reader and self._can_write_at_once():
             self._write_now()
         else:
             self._kick()

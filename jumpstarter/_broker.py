@@ -207,10 +207,6 @@ def _check_failure_outcome(instance: Any, attribute: Any, value: str) -> None:
         raise ValueError(f"failure_outcome must be 'released' or 'modified', not {value!r}")
 
 
-def _check_busy_poll(instance: object, attribute: object, value: float) -> None:
-    check_busy_poll(value)
-
-
 @attrs.frozen(kw_only=True)
 class BrokerSettings:
     """Where a broker is, how to log in, and how to talk to it.
@@ -261,7 +257,7 @@ class BrokerSettings:
         default="released", validator=_check_failure_outcome
     )
     durable_queues: bool = False
-    busy_poll: float = attrs.field(default=DEFAULT_BUSY_POLL, validator=_check_busy_poll)
+    busy_poll: float = attrs.field(default=DEFAULT_BUSY_POLL, validator=check_busy_poll)
 
     @classmethod
     def from_url(

@@ -52,8 +52,9 @@ DEFAULT_BUSY_POLL: Final = 0.0005
 """500 µs: longer than an ask's round trip between two processes on one machine."""
 
 
-def check_busy_poll(seconds: float) -> None:
-    """Refuse a ``busy_poll`` setting that is not a time from 0 to 1 second."""
+def check_busy_poll(instance: object, attribute: object, seconds: float) -> None:
+    """Refuse a ``busy_poll`` setting that is not a time from 0 to 1 second (an attrs
+    validator, for every settings class that has one)."""
     if not 0 <= seconds <= 1:
         raise ValueError(
             f"busy_poll must be from 0 to 1 second, not {seconds!r}: "

@@ -190,12 +190,11 @@ class RemoteSettings:
     reconnect_delay: float = 0.05
     reconnect_max_delay: float = 2.0
     tls: TLSConfig | None = None
-    busy_poll: float = DEFAULT_BUSY_POLL
+    busy_poll: float = attrs.field(default=DEFAULT_BUSY_POLL, validator=check_busy_poll)
 
     def __attrs_post_init__(self) -> None:
         if self.link_credit < 1:
             raise ValueError(f"link_credit must be at least 1, not {self.link_credit}")
-        check_busy_poll(self.busy_poll)
 
 
 @attrs.frozen(kw_only=True)
