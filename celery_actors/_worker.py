@@ -370,7 +370,7 @@ class TaskRun(Actor):
         self.worker = worker
         self.task = task
         self.call = call
-        self.scope = trio.CancelScope()  # revocation, and a stop where there is no guard
+        self.scope = trio.CancelScope()  # revocation
         self.waiting = trio.CancelScope()  # revocation while it waits for a slot
         self.hard = trio.CancelScope()  # time_limit
         self.soft = trio.CancelScope()  # soft_time_limit of an async def body
@@ -384,8 +384,9 @@ class TaskRun(Actor):
 
     def on_stop(self) -> None:
         self.stopping = True
-        self.guard.cancel()  # the body, even while it is shielded from its soft limit
-        self.scope.cancel()  # the body of a task without a soft limit (no guard then)
+        # The actor's stop cancels the body's task; the guard reaches a body that its
+        # soft limit shields from that (a body without a soft limit has no guard).
+        self.guard.cancel()
         if not self.answered:  # stopped before the end: the router sends it elsewhere
             self.worker.abandoned(self.call)
 
