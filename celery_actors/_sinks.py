@@ -56,6 +56,7 @@ import logging
 import math
 import os
 import sqlite3
+import time
 from typing import Any, Final, Protocol, cast, get_args, runtime_checkable
 
 import attrs
@@ -512,35 +513,56 @@ class SQLiteSink(trio.abc.AsyncResource):
         return self._connection
 
     def _connect_sync(self) -> sqlite3.Connection:
-        try:
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise self._open_error(exc) from exc
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS results ("
-                " id TEXT PRIMARY KEY NOT NULL,"
-                " task TEXT NOT NULL,"
-                " state TEXT NOT NULL,"
-                " finished REAL NOT NULL,"
-                " result TEXT NOT NULL)"
-            )
-            connection.commit()
-        except sqlite3.Error as exc:
-            connection.close()
-            raise self._open_error(exc) from exc
-        except BaseException:
-            connection.close()
-            raise
-        return connection
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        pause = 0.001
+        while True:
+            try:
+                connection = sqlite3.connect(
+                    self.path, timeout=_BUSY_TIMEOUT, check_same_thread=False
+                )
+            except sqlite3.Error as exc:
+                raise self._open_error(exc) from exc
+            try:
+                _set_up(connection)
+            except sqlite3.Error as exc:
+                connection.close()
+                # Where waiting could deadlock (two connections setting up a new file
+                # at once, each holding the lock the other's next step needs), SQLite
+                # does not wait: it answers "database is locked" at once, and the way
+                # out is to start again.
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
+                    continue
+                raise self._open_error(exc) from exc
+            except BaseException:
+                connection.close()
+                raise
+            return connection
 
     def _open_error(self, exc: sqlite3.Error) -> SinkError:
         return SinkError(
             f"cannot open the SQLite sink at {self.path!r}: {exc}. Check that its directory "
             "exists and is writable, and that the file is a SQLite database."
         )
+
+
+def _set_up(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS results ("
+        " id TEXT PRIMARY KEY NOT NULL,"
+        " task TEXT NOT NULL,"
+        " state TEXT NOT NULL,"
+        " finished REAL NOT NULL,"
+        " result TEXT NOT NULL)"
+    )
+    connection.commit()
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
 def _insert(connection: sqlite3.Connection, result: TaskResult, text: str) -> bool:

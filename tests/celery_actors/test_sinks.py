@@ -180,6 +180,25 @@ async def test_two_sqlite_sinks_open_on_one_file_store_each_id_once(tmp_path: Pa
     await two.aclose()
 
 
+async def test_sinks_setting_up_one_new_file_at_once_all_open(tmp_path: Path) -> None:
+    # Two connections creating a file's table at once can each hold the lock the other
+    # needs next: SQLite then refuses one at once instead of waiting.
+    for attempt in range(40):
+        path = tmp_path / f"results-{attempt}.db"
+        sinks = [SQLiteSink(path) for _ in range(3)]
+        stored: list[bool] = []
+
+        async def store(sink: SQLiteSink, stored: list[bool] = stored) -> None:
+            stored.append(await sink.store(result("call-1")))
+
+        async with trio.open_nursery() as nursery:
+            for sink in sinks:
+                nursery.start_soon(store, sink)
+        assert sorted(stored) == [False, False, True]
+        for sink in sinks:
+            await sink.aclose()
+
+
 # -- damaged files
 
 
