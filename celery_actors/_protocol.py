@@ -38,6 +38,7 @@ __all__ = [
     "GetState",
     "GetStats",
     "ListQuarantined",
+    "NextStep",
     "PublishEvent",
     "QuarantinedCall",
     "RetryQuarantined",
@@ -350,9 +351,35 @@ class RouterStats:
 @attrs.frozen
 class Run:
     """Told by the router to a worker: run ``call``; the worker tells
-    :class:`RunEnded` when it ends (or :class:`RunLost` if it cannot)."""
+    :class:`RunEnded` when it ends (or :class:`RunLost` if it cannot).
+
+    ``then`` are the steps that follow ``call`` in a chain: once ``call`` succeeds,
+    the worker runs the first of them with its value, then the next with that one's
+    value, and so on while they succeed, telling :class:`RunEnded` for each. A step
+    that fails, retries or is revoked ends the run of the rest: the router sends them
+    later, as it would have without ``then``."""
 
     call: TaskCall
+    then: list[NextStep] = attrs.field(factory=list)
+
+
+@_message("next-step")
+@attrs.frozen(kw_only=True)
+class NextStep:
+    """A chain's step sent ahead with the :class:`Run` of the step before it; see
+    :attr:`Run.then`."""
+
+    call: TaskCall
+    """The step's call, with its own arguments only."""
+    immutable: bool = False
+    """The step ignores the value of the step before it (``task.si(...)``); otherwise
+    that value goes first in its arguments."""
+
+    def after(self, value: Any) -> TaskCall:
+        """The call to make once the step before it has given ``value``."""
+        if self.immutable:
+            return self.call
+        return attrs.evolve(self.call, args=[value, *self.call.args])
 
 
 @_message("run-ended")

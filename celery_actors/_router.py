@@ -43,6 +43,7 @@ from ._protocol import (
     GetState,
     GetStats,
     ListQuarantined,
+    NextStep,
     PublishEvent,
     QuarantinedCall,
     RetryQuarantined,
@@ -95,6 +96,7 @@ class _Call:
     result: TaskResult | None = None
     waiters: list[PendingReply] = attrs.Factory(list)
     worker: str | None = None
+    then: Sequence[NextStep] = ()  # a chain's next steps, sent with the call
 
 
 @attrs.define
@@ -171,6 +173,7 @@ class Router(Actor):
         self.members: set[str] = set()  # ids of workflow member calls not final yet
         self.members_ended: list[TaskResult] = []  # to tell the workflows, in one batch
         self.revoked_early: dict[str, None] = {}  # revoked before they arrived, oldest first
+        self.ahead: dict[str, _Call] = {}  # a chain's step sent ahead -> the call it went with
         self.calls: dict[str, _Call] = {}
         self.finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.expecting: dict[str, _Expecting] = {}  # by client
@@ -210,21 +213,23 @@ class Router(Actor):
         entry.waiters.append(self.reply_later())
         return None
 
-    async def _take(self, call: TaskCall, *, fresh: bool = False) -> _Call:
+    async def _take(
+        self, call: TaskCall, *, fresh: bool = False, then: Sequence[NextStep] = ()
+    ) -> _Call:
         """Hold ``call`` and schedule it; ``fresh`` if it was never sent before (so
-        no sink holds its result)."""
+        no sink holds its result); ``then``: a chain's next steps to send with it."""
         entry = self.calls.get(call.id)
         if entry is not None and entry.call.task:
             return entry  # sent again: it runs once
         if entry is None:
             stored = None if fresh else await self._load(call.id, call.task)
-            entry = self.calls[call.id] = _Call(call)
+            entry = self.calls[call.id] = _Call(call, then=then)
             if stored is not None:  # ran already (before a restart, say): it runs once
                 entry.state, entry.result = stored.state, stored
                 self._forget_later(entry)
                 return entry
         else:  # someone waits for its result already
-            entry.call = call
+            entry.call, entry.then = call, then
         if call.id in self.revoked_early:
             await self._store(entry, self._revoked(call, "revoked before it arrived"))
         elif call.task not in self.app.tasks and not any(
@@ -276,7 +281,10 @@ class Router(Actor):
             worker.running.add(call.id)
             entry.state = "received"
             entry.worker = address
-            self._send_run(worker.ref, call)
+            then = self._ahead(entry, worker)
+            for step in then:
+                self.ahead[step.call.id] = entry
+            self._send_run(worker.ref, call, then)
         for item in held:
             heapq.heappush(self.ready, item)
 
@@ -288,21 +296,33 @@ class Router(Actor):
                 best = worker
         return best
 
-    def _send_run(self, worker: ActorRef, call: TaskCall) -> None:
-        """Tell ``worker`` to run ``call``: at once if its link has room (runs sent
-        together travel in one batch), else from a task that waits for room."""
+    @staticmethod
+    def _ahead(entry: _Call, worker: _Worker) -> Sequence[NextStep]:
+        """The chain's next steps to send with ``entry``'s call: those ``worker``
+        runs, up to the first it does not."""
+        for index, step in enumerate(entry.then):
+            if step.call.task not in worker.tasks:
+                entry.then = entry.then[:index]
+                break
+        return entry.then
+
+    def _send_run(self, worker: ActorRef, call: TaskCall, then: Sequence[NextStep]) -> None:
+        """Tell ``worker`` to run ``call`` (and the chain's steps ``then``): at once if
+        its link has room (runs sent together travel in one batch), else from a task
+        that waits for room."""
+        run = Run(call, list(then))
         try:
-            worker.tell_nowait(Run(call))
+            worker.tell_nowait(run)
         except MailboxFull:
-            self.start_task(self._send_run_later, worker, call)
+            self.start_task(self._send_run_later, worker, run)
         except JumpstarterError as exc:
             self.ref.tell_nowait(_Lost(call.id, worker.address, str(exc)))
 
-    async def _send_run_later(self, worker: ActorRef, call: TaskCall) -> None:
+    async def _send_run_later(self, worker: ActorRef, run: Run) -> None:
         try:
-            await worker.tell(Run(call))
+            await worker.tell(run)
         except (JumpstarterError, OSError) as exc:
-            await self.ref.tell(_Lost(call.id, worker.address, str(exc)))
+            await self.ref.tell(_Lost(run.call.id, worker.address, str(exc)))
 
     async def _watch(self, worker: ActorRef) -> None:
         """Wait for ``worker`` to stop (or die): then its calls go elsewhere."""
@@ -338,7 +358,9 @@ class Router(Actor):
         ):
             self._dispatch()  # a stale run (the call went elsewhere meanwhile): ignored
             return
-        if result.state == "retrying":
+        if entry.then and result.state == "succeeded" and worker is not None:
+            await self._went_on(entry, worker, result.value)
+        if result.state == "retrying":  # its steps ahead are sent again with it
             entry.state = "retrying"
             entry.worker = None
             entry.call = attrs.evolve(
@@ -350,6 +372,55 @@ class Router(Actor):
         else:
             await self._store(entry, result)
         self._dispatch()
+
+    async def _went_on(self, entry: _Call, worker: _Worker, value: Any) -> None:
+        """``worker`` has started the chain's next step sent with ``entry``'s call
+        (``Run.then``): hold it as running there, with the steps after it."""
+        step, rest = entry.then[0], entry.then[1:]
+        self._not_ahead(entry)
+        call = step.after(value)
+        follower = self.calls.get(call.id)
+        if follower is None:
+            follower = self.calls[call.id] = _Call(call)
+        elif follower.call.task:
+            return  # held already: the worker's run of it is a stale one
+        follower.call, follower.then = call, rest
+        follower.state, follower.worker = "received", worker.ref.address
+        worker.running.add(call.id)
+        for later in rest:
+            self.ahead[later.call.id] = follower
+        if call.id in self.revoked_early:  # its workflow was revoked: stop it there
+            self.start_task(self._terminate, worker.ref, call.id)
+            await self._store(follower, self._revoked(call, "revoked before it started"))
+
+    def _not_ahead(self, entry: _Call, start: int = 0) -> None:
+        """Forget that ``entry``'s steps from ``start`` on were sent ahead with it."""
+        for step in entry.then[start:]:
+            if self.ahead.get(step.call.id) is entry:
+                del self.ahead[step.call.id]
+        entry.then = entry.then[:start]
+
+    async def _withdraw_ahead(self, carrier: _Call, id: str) -> None:
+        """Step ``id`` was sent ahead with ``carrier``'s call: its worker is not to
+        start it, nor the steps after it."""
+        ids = [step.call.id for step in carrier.then]
+        if id not in ids:
+            return
+        self._not_ahead(carrier, ids.index(id))
+        worker = self.workers.get(carrier.worker) if carrier.worker is not None else None
+        if worker is None:
+            return
+        try:
+            await worker.ref.ask(Withdraw(id), timeout=_WITHDRAW_TIMEOUT)
+        except (JumpstarterError, OSError) as exc:
+            _logger.warning("could not withdraw %s from %s: %s", id, carrier.worker, exc)
+
+    @staticmethod
+    async def _terminate(worker: ActorRef, id: str) -> None:
+        try:
+            await worker.tell(Terminate(id))
+        except (JumpstarterError, OSError) as exc:
+            _logger.warning("could not stop %s on %s: %s", id, worker.address, exc)
 
     @handler
     def lost(self, msg: _Lost) -> None:
@@ -422,6 +493,8 @@ class Router(Actor):
         self._finish(entry, result)
 
     def _finish(self, entry: _Call, result: TaskResult) -> None:
+        if entry.then:  # no worker goes on after it: the workflow makes them, or not
+            self._not_ahead(entry)
         entry.result = result
         entry.state = result.state
         entry.worker = None
@@ -445,7 +518,7 @@ class Router(Actor):
     async def admit(self, msg: Admit) -> None:
         for call in msg.calls:
             self.members.add(call.id)
-            entry = await self._take(call, fresh=msg.fresh)
+            entry = await self._take(call, fresh=msg.fresh, then=msg.ahead.get(call.id, ()))
             if entry.result is not None and call.id in self.members:  # final already
                 self._member_ended(entry.result)
 
@@ -628,10 +701,14 @@ class Router(Actor):
     async def revoke(self, msg: Revoke) -> bool:
         entry = self.calls.get(msg.id)
         if entry is None or not entry.call.task:
-            # It may still be on its way (over a broker): it will not run.
+            # It may still be on its way (over a broker), or sent ahead with the step
+            # before it in a chain: it will not run.
             self.revoked_early[msg.id] = None
             if len(self.revoked_early) > _REVOKED_EARLY:
                 del self.revoked_early[next(iter(self.revoked_early))]
+            carrier = self.ahead.get(msg.id)
+            if carrier is not None:
+                await self._withdraw_ahead(carrier, msg.id)
             return True
         if entry.result is not None:
             return False

@@ -40,7 +40,7 @@ import itertools
 import logging
 import threading
 import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
@@ -63,6 +63,7 @@ from ._canvas import STARMAP_TASK
 from ._clock import wall_time
 from ._errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from ._protocol import (
+    NextStep,
     Run,
     RunEnded,
     RunLost,
@@ -139,9 +140,11 @@ class _SoftLimit:
 
 @attrs.define(eq=False)
 class _Running:
-    """A run in progress on this worker: the task actor that runs it."""
+    """A run in progress on this worker: the task actor that runs it, and the chain's
+    steps to run after it (``Run.then``)."""
 
     run: ActorRef | None = None
+    then: Sequence[NextStep] = ()
 
 
 class _Slots:
@@ -274,7 +277,9 @@ class Worker(Actor):
 
     @handler
     def run(self, msg: Run) -> None:
-        call = msg.call
+        self._start(msg.call, msg.then)
+
+    def _start(self, call: TaskCall, then: Sequence[NextStep]) -> None:
         key = (call.id, call.attempt)
         if key in self.runs:
             _logger.warning(
@@ -295,6 +300,7 @@ class Worker(Actor):
                 call.attempt,
             )
             self._report(RunEnded(finished, self.ref.address))
+            self._follow(finished, then)
             return
         task = self.app.tasks.get(call.task)
         if task is None:
@@ -305,8 +311,25 @@ class Worker(Actor):
             result = TaskResult.of(call, "failed", wall_time(), error=why, worker=self.ref.address)
             self._report(RunEnded(result, self.ref.address))
             return
-        running = self.runs[key] = _Running()
-        running.run = self.spawn_soon(functools.partial(TaskRun, self, task, call))
+        task_run = self.spawn_soon(functools.partial(TaskRun, self, task, call))
+        self.runs[key] = _Running(task_run, then)
+
+    def _follow(self, result: TaskResult, then: Sequence[NextStep]) -> None:
+        """After a chain's step: start the next one sent with it (see ``Run.then``),
+        if the step succeeded; hand it back to the router if this worker takes no
+        more calls."""
+        if not then or result.state != "succeeded":
+            return
+        call = then[0].after(result.value)
+        if self.ops is not None and self.ops.state in ("paused", "stopping"):
+            why = f"the worker is {self.ops.state}: it takes no more calls"
+        else:
+            try:
+                self._start(call, then[1:])
+                return
+            except JumpstarterError as exc:  # the worker is stopping
+                why = f"the worker could not start it: {exc}"
+        self._report(RunLost(call.id, call.attempt, self.ref.address, why))
 
     @handler
     def watched_by_router(self, msg: WatchWorker) -> None:
@@ -331,6 +354,11 @@ class Worker(Actor):
             if id_ == msg.id and running.run is not None:
                 withdrawn: bool = await running.run.ask(_Withdraw())
                 return withdrawn
+        for running in self.runs.values():  # a chain's step sent ahead: it will not start
+            for index, step in enumerate(running.then):
+                if step.call.id == msg.id:
+                    running.then = running.then[:index]
+                    return True
         return False
 
     @handler
@@ -341,9 +369,11 @@ class Worker(Actor):
                 await run.tell(_Cancel())
 
     def finished(self, call: TaskCall, result: TaskResult) -> None:
-        """Tell the router how the run ended, and remember its result."""
+        """Tell the router how the run ended, remember its result, and go on with the
+        chain's next step if it was sent along."""
         key = (call.id, call.attempt)
-        if self.runs.pop(key, None) is None:
+        running = self.runs.pop(key, None)
+        if running is None:
             return  # reported already
         self.ended[result.state] += 1
         if self.recent_ids:
@@ -352,6 +382,7 @@ class Worker(Actor):
             while len(self.recent) > self.recent_ids:
                 self.recent.popitem(last=False)
         self._report(RunEnded(result, self.ref.address))
+        self._follow(result, running.then)
 
     def abandoned(self, call: TaskCall) -> None:
         """The run stopped before its end: the router sends the call elsewhere."""

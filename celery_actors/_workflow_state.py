@@ -10,6 +10,12 @@ it had recorded, and only the calls still outstanding are made again.
 Each node of the canvas has a path (``w`` for the root, ``w.0`` for a chain's first
 step or a group's first member, ``w.h`` and ``w.b`` for a chord's header and body,
 ``w.e`` for an error handler); a member call's id is ``<workflow id>/<path>``.
+
+A chain's step that is a single call knows the plain calls that follow it
+(:meth:`WorkflowState.next_steps`): the router sends them with the step, and the
+worker runs them one after the other without waiting for the router in between. The
+workflow still takes each of their results through :meth:`WorkflowState.ended`, in
+order, as if it had made their calls itself.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import attrs
 
 from ._calls import new_call
 from ._canvas import STARMAP_TASK, Canvas, Chain, Chord, Chunks, Fanout, Group, Signature
-from ._protocol import TaskCall, TaskError, TaskResult
+from ._protocol import NextStep, TaskCall, TaskError, TaskResult
 
-__all__ = ["Failure", "WorkflowState", "member_id", "member_paths"]
+__all__ = ["STEPS_AHEAD", "Failure", "WorkflowState", "member_id", "member_paths"]
 
 ROOT = "w"
+
+STEPS_AHEAD = 8
+"""How many of a chain's next steps go with a step to its worker, at most."""
 
 
 class _TaskDefaults(Protocol):
@@ -78,6 +87,7 @@ class WorkflowState:
         self.failure: Failure | None = None
         self._then: dict[str, _Then] = {}
         self._made: list[TaskCall] = []
+        self._chained: dict[str, tuple[list[Canvas], int, str]] = {}  # call id -> its chain
 
     # -- driving it
 
@@ -93,6 +103,7 @@ class WorkflowState:
         if then is None:
             return []
         self.outstanding.pop(result.id, None)
+        self._chained.pop(result.id, None)
         self.results[result.id] = result
         self.arrived.append(result)
         if result.state == "succeeded":
@@ -101,6 +112,25 @@ class WorkflowState:
             error = result.error or TaskError(type="celery_actors.TaskFailed", message="")
             then(None, Failure(error, result.state, result.task, result.id))
         return self._take_made()
+
+    def next_steps(self, id: str, limit: int = STEPS_AHEAD) -> list[NextStep]:
+        """The steps that follow outstanding call ``id`` in its chain, up to ``limit``
+        of them, that its worker may run right after it (see :class:`NextStep`):
+        single calls that start as soon as they are given their input (no
+        ``countdown``, ``eta`` or ``expires``, which count from when a call is made).
+        Empty if the call is not a chain's step, or the next step is not such a call."""
+        chained = self._chained.get(id)
+        if chained is None:
+            return []
+        steps, index, path = chained
+        ahead: list[NextStep] = []
+        for number in range(index + 1, min(len(steps), index + 1 + limit)):
+            node = steps[number]
+            if not isinstance(node, Signature) or not _starts_when_given(node):
+                break
+            call = self._new_call(f"{path}.{number}", node, list(node.args), dict(node.kwargs))
+            ahead.append(NextStep(call=call, immutable=node.immutable))
+        return ahead
 
     @property
     def state(self) -> str:
@@ -214,17 +244,22 @@ class WorkflowState:
     def _call(
         self, path: str, node: Signature, args: list[Any], kwargs: dict[str, Any], then: _Then
     ) -> None:
-        id = member_id(self.id, path)
+        call = self._new_call(path, node, args, kwargs)
+        id = call.id
+        self.outstanding[id] = call
+        self.paths[id] = path
+        self._then[id] = then
+        self._made.append(call)
+
+    def _new_call(
+        self, path: str, node: Signature, args: list[Any], kwargs: dict[str, Any]
+    ) -> TaskCall:
         defaults = self.tasks.get(node.task)
         options = dict(node.options)
         if defaults is not None:
             options.setdefault("queue", defaults.queue)
             options.setdefault("priority", defaults.priority)
-        call = new_call(node.task, args, kwargs, task_id=id, **options)
-        self.outstanding[id] = call
-        self.paths[id] = path
-        self._then[id] = then
-        self._made.append(call)
+        return new_call(node.task, args, kwargs, task_id=member_id(self.id, path), **options)
 
     def _chain(
         self,
@@ -245,7 +280,10 @@ class WorkflowState:
             else:
                 self._chain(steps, index + 1, path, [value], {}, then)
 
-        self._activate(steps[index], f"{path}.{index}", args, kwargs, step_ended)
+        step = steps[index]
+        if isinstance(step, Signature):
+            self._chained[member_id(self.id, f"{path}.{index}")] = (steps, index, path)
+        self._activate(step, f"{path}.{index}", args, kwargs, step_ended)
 
     def _join(
         self,
@@ -289,6 +327,13 @@ class WorkflowState:
                 self._activate(node.body, f"{path}.b", [values], {}, then)
 
         self._activate(node.header, f"{path}.h", args, kwargs, header_ended)
+
+
+def _starts_when_given(node: Signature) -> bool:
+    return not any(node.options.get(option) is not None for option in _TIMED)
+
+
+_TIMED = ("countdown", "eta", "expires")
 
 
 def _member_failed(label: str, number: int, failure: Failure) -> Failure:

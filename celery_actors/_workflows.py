@@ -22,7 +22,7 @@ from jumpstarter import Actor, ActorRef, JumpstarterError, MailboxFull, PendingR
 
 from ._canvas import iter_tasks
 from ._clock import wall_time
-from ._protocol import Revoke, TaskCall, TaskError, TaskResult
+from ._protocol import NextStep, Revoke, TaskCall, TaskError, TaskResult
 from ._workflow_messages import (
     UPDATE_LIMIT,
     WORKFLOW_TASK,
@@ -52,10 +52,12 @@ ENDED_KEPT = 1_000
 @attrs.frozen
 class Admit:
     """Told to the router: run these member calls. ``fresh`` calls were never made
-    before (no sink can hold their result yet)."""
+    before (no sink can hold their result yet). ``ahead`` has, by call id, the chain's
+    next steps to send with a call to its worker (see ``Run.then``)."""
 
     calls: list[TaskCall]
     fresh: bool
+    ahead: dict[str, list[NextStep]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -89,6 +91,7 @@ class _Flow:
     watchers: list[tuple[int, PendingReply]] = attrs.Factory(list)
     revoking: bool = False
     reply_to: str | None = None
+    ahead: set[str] = attrs.Factory(set)  # ids of calls sent ahead, not made yet
 
 
 def workflow_of(call_id: str) -> str:
@@ -181,7 +184,19 @@ class Workflows(Actor):
         return True
 
     def _admit(self, calls: list[TaskCall], *, fresh: bool) -> None:
-        admit = Admit(calls, fresh)
+        ahead: dict[str, list[NextStep]] = {}
+        for call in calls:
+            flow = self.flows.get(workflow_of(call.id))
+            if flow is None:
+                continue
+            if call.id in flow.ahead:  # sent ahead with the step before it already
+                flow.ahead.discard(call.id)
+                continue
+            steps = flow.state.next_steps(call.id)
+            if steps:
+                ahead[call.id] = steps
+                flow.ahead.update(step.call.id for step in steps)
+        admit = Admit(calls, fresh, ahead)
         try:
             self.router.tell_nowait(admit)
         except MailboxFull:  # rare: let a task wait for room rather than lose them
@@ -368,7 +383,8 @@ class Workflows(Actor):
         if flow is None or flow.outcome is not None:
             return False
         flow.revoking = True
-        for id in list(flow.state.outstanding):
+        # The steps sent ahead too: a worker would run them after the outstanding ones.
+        for id in [*flow.state.outstanding, *flow.ahead]:
             try:
                 await self.router.ask(Revoke(id, msg.terminate))
             except JumpstarterError as exc:

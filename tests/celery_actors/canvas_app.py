@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import trio
 from hypothesis import strategies as st
 
 from celery_actors import NO_RETRY, App, RetryPolicy, Signature, TaskError
@@ -94,6 +95,13 @@ def flaky_model(*args: Any) -> int:
     return sum(number(i) for i in inputs) % MODULUS
 
 
+async def slow_add_fn(*args: Any) -> int:
+    """:func:`add_fn`, taking a hundredth of a second: a chain of them runs long enough
+    to be interrupted."""
+    await trio.sleep(0.01)
+    return add_fn(*args)
+
+
 QUICK_RETRY = RetryPolicy(max_retries=3, interval_start=0.01, interval_step=0.01, interval_max=0.05)
 
 add = app.task(name="add")(add_fn)
@@ -103,6 +111,7 @@ source = app.task(name="source")(source_fn)
 fail = app.task(name="fail", retry=NO_RETRY)(fail_fn)
 recover = app.task(name="recover", retry=NO_RETRY)(recover_fn)
 flaky = app.task(name="flaky", retry=QUICK_RETRY)(flaky_fn)
+slow_add = app.task(name="slow_add")(slow_add_fn)
 
 MODELS = {
     "add": add_fn,

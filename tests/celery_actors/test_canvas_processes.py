@@ -1,6 +1,6 @@
 """Workflows run by a router and worker processes (``jumpstart run``), linked
-peer-to-peer on 127.0.0.1: random canvases against the reference evaluator, and a
-router killed in the middle of a large chord."""
+peer-to-peer on 127.0.0.1: random canvases against the reference evaluator, a router
+killed in the middle of a large chord, and a worker killed in the middle of a chain."""
 
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 
-from celery_actors import chord
+from celery_actors import chain, chord
 from celery_actors.testing import evaluate
 
-from .canvas_app import BODIES_RUN, MODELS, MODULUS, add, app, arithmetic_canvases, total
+from .canvas_app import (
+    BODIES_RUN,
+    MODELS,
+    MODULUS,
+    add,
+    app,
+    arithmetic_canvases,
+    slow_add,
+    source,
+    total,
+)
 from .roles import Role
 
 APP = "tests.celery_actors.canvas_app:app"
@@ -132,6 +142,39 @@ async def test_a_router_killed_mid_chord_resumes_it_and_counts_each_header_resul
             assert await resumed.get(timeout=TIMEOUT) == sum(range(members)) % MODULUS
             status = await resumed.status()
             assert [member.state for member in status.members] == ["succeeded"] * (members + 1)
+    finally:
+        for role in reversed(roles):
+            role.stop()
+
+
+@pytest.mark.slow
+async def test_a_worker_killed_mid_chain_leaves_the_rest_to_another_and_each_step_counts_once():
+    steps = 150
+    router = Role("--role", "router", "--router", "127.0.0.1:0", app=APP)
+    roles = [router]
+    try:
+        workers = [
+            Role("--role", "worker", "--router", router.address, "--concurrency", "8", app=APP)
+            for _ in range(2)
+        ]
+        roles += workers
+        canvas = chain(source.si(0), *[slow_add.s(1) for _ in range(steps)])
+        async with app.connect(router=router.address) as client:
+            result = await client.start_workflow(canvas)
+            with trio.fail_after(TIMEOUT):
+                done = 0
+                while done < 20:
+                    done = (await result.status(members=False)).counts.get("succeeded", 0)
+                    await trio.sleep(0.01)
+            # The worker of the last step done runs the steps sent ahead with it.
+            last = await client.result(f"{result.id}/w.{done - 1}").wait(timeout=TIMEOUT)
+            [victim] = [worker for worker in workers if f"//{worker.address}/" in last.worker]
+            victim.process.send_signal(signal.SIGKILL)
+            victim.process.wait(TIMEOUT)
+            assert await result.get(timeout=TIMEOUT) == steps
+            status = await result.status()
+        assert done < steps  # killed in the middle of the chain
+        assert [member.state for member in status.members] == ["succeeded"] * (steps + 1)
     finally:
         for role in reversed(roles):
             role.stop()

@@ -1,0 +1,257 @@
+"""A chain's next steps go to the worker with the step before them (``Run.then``): the
+worker runs them one after the other without waiting for the router, the router holds
+each as running there, and pausing, failing, withdrawing and revoking stop them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+import trio
+
+from celery_actors import TaskResult, TaskRevoked, chain
+from celery_actors._protocol import (
+    NextStep,
+    Run,
+    RunEnded,
+    RunLost,
+    TaskCall,
+    WatchWorker,
+    Withdraw,
+    WorkerUp,
+)
+from jumpstarter import Actor, ActorRef, ActorSystem, PendingReply, handler
+
+from .canvas_app import MODELS, add, app, fail, mul, source
+from .stand_in import StandInRouter
+from .test_workflow_state import run_call
+
+TIMEOUT = 30.0
+
+
+# -- a real worker, told by a stand-in router
+
+
+@attrs.define
+class Heard:
+    ended: list[TaskResult] = attrs.Factory(list)
+    lost: list[RunLost] = attrs.Factory(list)
+    changed: trio.Event = attrs.Factory(trio.Event)
+
+    async def until(self, count: int) -> list[TaskResult]:
+        with trio.fail_after(TIMEOUT):
+            while len(self.ended) + len(self.lost) < count:
+                self.changed = trio.Event()
+                await self.changed.wait()
+        return self.ended
+
+
+class ListeningRouter(StandInRouter):
+    def __init__(self, heard: Heard) -> None:
+        super().__init__()
+        self.heard = heard
+
+    @handler
+    def run_ended(self, msg: RunEnded) -> None:
+        self.heard.ended.append(msg.result)
+        self.heard.changed.set()
+
+    @handler
+    def run_lost(self, msg: RunLost) -> None:
+        self.heard.lost.append(msg)
+        self.heard.changed.set()
+
+
+@pytest.fixture
+async def worker_and_heard() -> AsyncIterator[tuple[ActorRef, Heard]]:
+    async with ActorSystem("test-steps-ahead", registry=app.registry) as system:
+        heard = Heard()
+        router = await system.spawn(functools.partial(ListeningRouter, heard), name="router")
+        yield await app.start_worker(system, router), heard
+
+
+def steps(*signatures: object) -> list[NextStep]:
+    return [
+        NextStep(
+            call=TaskCall(id=f"step-{n}", task=s.task, args=list(s.args)),  # type: ignore[attr-defined]
+            immutable=s.immutable,  # type: ignore[attr-defined]
+        )
+        for n, s in enumerate(signatures, 1)
+    ]
+
+
+async def test_a_worker_runs_the_steps_sent_ahead_each_given_the_value_before_it(
+    worker_and_heard,
+):
+    worker, heard = worker_and_heard
+    first = TaskCall(id="first", task="source", args=[2])
+    await worker.tell(Run(first, steps(add.s(3), add.si(10), mul.s(2))))
+    ended = await heard.until(4)
+    assert [(r.id, r.state, r.value) for r in ended] == [
+        ("first", "succeeded", 2),
+        ("step-1", "succeeded", 5),
+        ("step-2", "succeeded", 10),
+        ("step-3", "succeeded", 20),
+    ]
+
+
+async def test_a_failed_step_ends_the_run_of_the_steps_after_it(worker_and_heard):
+    worker, heard = worker_and_heard
+    first = TaskCall(id="first", task="source", args=[2])
+    await worker.tell(Run(first, steps(fail.s(), add.s(1))))
+    ended = await heard.until(2)
+    await trio.testing.wait_all_tasks_blocked()
+    assert [(r.id, r.state) for r in ended] == [("first", "succeeded"), ("step-1", "failed")]
+    assert heard.lost == []
+
+
+async def test_a_step_sent_ahead_and_withdrawn_does_not_start(worker_and_heard):
+    worker, heard = worker_and_heard
+    gate = trio.Event()
+
+    @app.task(name="test_steps_ahead.gated")
+    async def gated(value: int) -> int:
+        await gate.wait()
+        return value
+
+    try:
+        first = TaskCall(id="first", task="test_steps_ahead.gated", args=[1])
+        await worker.tell(Run(first, steps(add.s(1), add.s(2))))
+        await trio.testing.wait_all_tasks_blocked()
+        assert await worker.ask(Withdraw("step-2")) is True  # and so the one after it
+        assert await worker.ask(Withdraw("step-2")) is False  # no longer held
+        gate.set()
+        ended = await heard.until(2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [(r.id, r.value) for r in ended] == [("first", 1), ("step-1", 2)]
+    finally:
+        del app.tasks["test_steps_ahead.gated"]
+
+
+# -- the real router, running a workflow with a stand-in worker
+
+
+def path(call: TaskCall) -> str:
+    return call.id.split("/", 1)[1]
+
+
+class EagerWorker(Actor):
+    """Offers the canvas app's tasks to the router; runs each call at once from the
+    models, and goes on with the steps sent ahead (or, ``hands_back``, hands back the
+    first of them with ``RunLost``, as a pausing worker does). Keeps the runs it got."""
+
+    def __init__(self, router: ActorRef, runs: list[Run], *, hands_back: bool = False) -> None:
+        self.router = router
+        self.runs = runs
+        self.hands_back = hands_back
+        self.watchers: list[PendingReply] = []
+
+    async def on_start(self) -> None:
+        offer = WorkerUp(address=self.ref.address, capacity=4, tasks=sorted(MODELS))
+        await self.router.ask(offer)
+
+    @handler
+    def watched(self, msg: WatchWorker) -> None:
+        self.watchers.append(self.reply_later())
+
+    @handler
+    async def run(self, msg: Run) -> None:
+        self.runs.append(msg)
+        result = run_call(msg.call)
+        await self.router.tell(RunEnded(result, self.ref.address))
+        for step in msg.then:
+            if self.hands_back:
+                self.hands_back = False
+                lost = RunLost(step.call.id, 0, self.ref.address, "paused")
+                await self.router.tell(lost)
+                return
+            result = run_call(step.after(result.value))
+            await self.router.tell(RunEnded(result, self.ref.address))
+
+
+@pytest.mark.parametrize("hands_back", [False, True], ids=["goes-on", "hands-back"])
+async def test_the_router_sends_a_chain_s_next_steps_with_its_step_and_holds_them(hands_back):
+    canvas = chain(source.si(2), add.s(3), add.si(10), mul.s(2), add.s(1))
+    async with app.local(workers=0, default=False) as client:
+        runs: list[Run] = []
+        await client.system.spawn(
+            functools.partial(EagerWorker, client.router, runs, hands_back=hands_back)
+        )
+        result = await client.start_workflow(canvas)
+        assert await result.get(timeout=TIMEOUT) == 21
+        status = await result.status()
+    assert [m.state for m in status.members] == ["succeeded"] * 5
+    sent = [
+        (run.call.id.split("/")[1], [s.call.id.split("/")[1] for s in run.then]) for run in runs
+    ]
+    if hands_back:  # the step handed back is sent again, with the steps after it
+        assert sent == [("w.0", ["w.1", "w.2", "w.3", "w.4"]), ("w.1", ["w.2", "w.3", "w.4"])]
+        assert runs[1].call.args == [2, 3]  # given the value of the step before it
+    else:
+        assert sent == [("w.0", ["w.1", "w.2", "w.3", "w.4"])]
+
+
+# -- through the public API
+
+
+async def test_a_paused_worker_hands_the_next_step_back_and_another_runs_the_rest():
+    started, gate = trio.Event(), trio.Event()
+
+    @app.task(name="test_steps_ahead.held")
+    async def held(value: int) -> int:
+        started.set()
+        await gate.wait()
+        return value
+
+    try:
+        async with app.local(workers=2, default=False) as client:
+            result = await client.start_workflow(chain(held.si(1), add.s(1), add.s(2)))
+            await started.wait()
+            first = f"{result.id}/w.0"
+            [busy] = [w for w in (await client.stats()).workers if w.running]
+            control = client.control(busy.address)
+            assert await control.pause() is True
+            gate.set()
+            assert await result.get(timeout=TIMEOUT) == 4
+            workers = [
+                (await client.result(f"{result.id}/w.{n}").wait(timeout=TIMEOUT)).worker
+                for n in range(3)
+            ]
+            assert (await client.result(first).wait()).worker == busy.address
+            assert workers[1] == workers[2] != busy.address
+    finally:
+        del app.tasks["test_steps_ahead.held"]
+
+
+async def test_revoking_a_workflow_while_a_step_runs_starts_none_of_the_steps_sent_ahead():
+    started, gate = trio.Event(), trio.Event()
+    ran: list[int] = []
+
+    @app.task(name="test_steps_ahead.blocked")
+    async def blocked(value: int) -> int:
+        started.set()
+        await gate.wait()
+        return value
+
+    @app.task(name="test_steps_ahead.noted")
+    async def noted(value: int) -> int:
+        ran.append(value)
+        return value
+
+    try:
+        async with app.local(default=False) as client:
+            result = await client.start_workflow(chain(blocked.si(1), noted.s(), noted.s()))
+            await started.wait()
+            assert await result.revoke() is True  # without terminate: the step runs on
+            gate.set()
+            with pytest.raises(TaskRevoked):
+                await result.get(timeout=TIMEOUT)
+            status = await result.status()
+            await trio.testing.wait_all_tasks_blocked()
+        assert [m.state for m in status.members] == ["succeeded", "revoked", "skipped"]
+        assert ran == []
+    finally:
+        del app.tasks["test_steps_ahead.blocked"]
+        del app.tasks["test_steps_ahead.noted"]
