@@ -121,6 +121,7 @@ TASK_STATES = StateMachine(
 """The state machine of one call on a worker."""
 
 _RunKey = tuple[str, int]  # (call id, attempt)
+_Report = TaskStarted | RunEnded | RunLost
 
 
 @attrs.frozen
@@ -226,6 +227,7 @@ class Worker(Actor):
         self.given_client = client
         self.watchers: list[PendingReply] = []  # routers' WatchWorker asks
         self.ended: collections.Counter[str] = collections.Counter()  # runs, by final state
+        self.unsent: collections.deque[_Report] = collections.deque()  # waiting for room
 
     @resource
     def own_client(self) -> contextlib.AbstractAsyncContextManager[Client | None]:
@@ -335,18 +337,26 @@ class Worker(Actor):
     def watched_by_router(self, msg: WatchWorker) -> None:
         self.watchers.append(self.reply_later())
 
-    def _report(self, message: TaskStarted | RunEnded | RunLost) -> None:
-        """Tell the router how a run goes, without waiting unless its link is full."""
-        try:
-            self.router.tell_nowait(message)
-        except MailboxFull:
-            self.start_task(self._report_later, message)
+    def _report(self, message: _Report) -> None:
+        """Tell the router how a run goes, without waiting unless its link is full;
+        in order either way (a step's end before the start of the next step sent
+        ahead with it, say)."""
+        if not self.unsent:
+            try:
+                self.router.tell_nowait(message)
+                return
+            except MailboxFull:
+                self.start_task(self._report_later)
+        self.unsent.append(message)
 
-    async def _report_later(self, message: TaskStarted | RunEnded | RunLost) -> None:
-        try:
-            await self.router.tell(message)
-        except (JumpstarterError, OSError) as exc:  # its watch of this worker fails too
-            _logger.warning("could not tell the router %s: %s", self.router.address, exc)
+    async def _report_later(self) -> None:
+        """Tell the router the reports its full link did not take, in order."""
+        while self.unsent:
+            try:
+                await self.router.tell(self.unsent[0])
+            except (JumpstarterError, OSError) as exc:  # its watch of this worker fails too
+                _logger.warning("could not tell the router %s: %s", self.router.address, exc)
+            self.unsent.popleft()
 
     @handler
     async def withdraw(self, msg: Withdraw) -> bool:

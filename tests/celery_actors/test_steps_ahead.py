@@ -130,6 +130,36 @@ async def test_a_step_sent_ahead_and_withdrawn_does_not_start(worker_and_heard):
         del app.tasks["test_steps_ahead.gated"]
 
 
+class CloggedRouter(StandInRouter):
+    """Takes one message at a time, and none until ``gate`` is set."""
+
+    mailbox_size = 1
+
+    def __init__(self, heard: Heard, gate: trio.Event) -> None:
+        super().__init__()
+        self.heard = heard
+        self.gate = gate
+
+    @handler
+    async def run_ended(self, msg: RunEnded) -> None:
+        await self.gate.wait()
+        self.heard.ended.append(msg.result)
+        self.heard.changed.set()
+
+
+async def test_the_ends_of_the_steps_reach_a_clogged_router_in_order():
+    async with ActorSystem("test-steps-ahead", registry=app.registry) as system:
+        heard, gate = Heard(), trio.Event()
+        router = await system.spawn(functools.partial(CloggedRouter, heard, gate))
+        worker = await app.start_worker(system, router)
+        first = TaskCall(id="first", task="source", args=[0])
+        await worker.tell(Run(first, steps(*[add.s(1) for _ in range(6)])))
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+        ended = await heard.until(7)
+    assert [r.value for r in ended] == list(range(7))
+
+
 # -- the real router, running a workflow with a stand-in worker
 
 
