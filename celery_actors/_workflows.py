@@ -220,6 +220,8 @@ class Workflows(Actor):
             flow = self.flows.get(workflow_of(result.id))
             if flow is None or flow.outcome is not None:
                 continue
+            if flow.ahead and result.state != "succeeded":  # its worker did not go on
+                flow.ahead.difference_update(s.call.id for s in flow.state.next_steps(result.id))
             calls.extend(self._advance(flow, flow.state.ended(result)))
             touched[flow.state.id] = flow
         if calls:

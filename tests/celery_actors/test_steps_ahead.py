@@ -24,7 +24,7 @@ from celery_actors._protocol import (
 )
 from jumpstarter import Actor, ActorRef, ActorSystem, PendingReply, handler
 
-from .canvas_app import MODELS, add, app, fail, mul, source
+from .canvas_app import MODELS, add, app, fail, mul, recover, source
 from .stand_in import StandInRouter
 from .test_workflow_state import run_call
 
@@ -221,6 +221,21 @@ async def test_the_router_sends_a_chain_s_next_steps_with_its_step_and_holds_the
         assert runs[1].call.args == [2, 3]  # given the value of the step before it
     else:
         assert sent == [("w.0", ["w.1", "w.2", "w.3", "w.4"])]
+
+
+async def test_after_a_step_sent_ahead_fails_and_its_handler_recovers_the_chain_goes_ahead_again():
+    canvas = chain(source.si(2), fail.s().on_error(recover.s()), add.s(1), add.s(2), add.s(3))
+    async with app.local(workers=0, default=False) as client:
+        runs: list[Run] = []
+        await client.system.spawn(functools.partial(EagerWorker, client.router, runs))
+        result = await client.start_workflow(canvas)
+        assert await result.get(timeout=TIMEOUT) == 13
+    sent = [(path(run.call), [path(step.call) for step in run.then]) for run in runs]
+    assert sent == [
+        ("w.0", ["w.1", "w.2", "w.3", "w.4"]),
+        ("w.1.e", []),  # the error handler
+        ("w.2", ["w.3", "w.4"]),
+    ]
 
 
 # -- through the public API
