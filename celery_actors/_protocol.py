@@ -425,9 +425,14 @@ class Terminate:
 class Withdraw:
     """Asked by the router of a worker: do not start the call ``id``, which waits there
     for a slot. Answered with ``True`` if it will not start (it ends ``revoked``),
-    ``False`` if it has started (or is not there)."""
+    ``False`` if it has started (or is not there).
+
+    With ``ahead``, ``id`` is a chain's step sent ahead (``Run.then``): answered with
+    ``True`` if the worker will not start it (it ends ``revoked`` if it was waiting for
+    a slot; otherwise nothing is told of it), ``False`` if it has started, or ran."""
 
     id: str
+    ahead: bool = False
 
 
 # -- control commands, to a worker's control actor (see docs/workers.md)

@@ -97,6 +97,7 @@ class _Call:
     waiters: list[PendingReply] = attrs.Factory(list)
     worker: str | None = None
     then: Sequence[NextStep] = ()  # a chain's next steps, sent with the call
+    terminated: bool = False  # revoked with terminate while a worker had it
 
 
 @attrs.define
@@ -296,12 +297,11 @@ class Router(Actor):
                 best = worker
         return best
 
-    @staticmethod
-    def _ahead(entry: _Call, worker: _Worker) -> Sequence[NextStep]:
+    def _ahead(self, entry: _Call, worker: _Worker) -> Sequence[NextStep]:
         """The chain's next steps to send with ``entry``'s call: those ``worker``
-        runs, up to the first it does not."""
+        runs, up to the first it does not (or that was revoked)."""
         for index, step in enumerate(entry.then):
-            if step.call.task not in worker.tasks:
+            if step.call.task not in worker.tasks or step.call.id in self.revoked_early:
                 entry.then = entry.then[:index]
                 break
         return entry.then
@@ -360,6 +360,8 @@ class Router(Actor):
             return
         if entry.then and result.state == "succeeded" and worker is not None:
             await self._went_on(entry, worker, result.value)
+        if result.state == "retrying" and entry.terminated:  # its run ended first
+            result = self._revoked(entry.call, "terminated while running")
         if result.state == "retrying":  # its steps ahead are sent again with it
             entry.state = "retrying"
             entry.worker = None
@@ -389,9 +391,6 @@ class Router(Actor):
         worker.running.add(call.id)
         for later in rest:
             self.ahead[later.call.id] = follower
-        if call.id in self.revoked_early:  # its workflow was revoked: stop it there
-            self.start_task(self._terminate, worker.ref, call.id)
-            await self._store(follower, self._revoked(call, "revoked before it started"))
 
     def _not_ahead(self, entry: _Call, start: int = 0) -> None:
         """Forget that ``entry``'s steps from ``start`` on were sent ahead with it."""
@@ -400,27 +399,25 @@ class Router(Actor):
                 del self.ahead[step.call.id]
         entry.then = entry.then[:start]
 
-    async def _withdraw_ahead(self, carrier: _Call, id: str) -> None:
-        """Step ``id`` was sent ahead with ``carrier``'s call: its worker is not to
-        start it, nor the steps after it."""
-        ids = [step.call.id for step in carrier.then]
-        if id not in ids:
-            return
-        self._not_ahead(carrier, ids.index(id))
+    async def _withdraw_ahead(self, carrier: _Call, id: str) -> bool:
+        """Step ``id`` was sent ahead with ``carrier``'s call: have its worker start
+        neither it nor the steps after it. ``False`` if the worker has started it
+        already: it then runs on, as a running call does, and its result stands."""
         worker = self.workers.get(carrier.worker) if carrier.worker is not None else None
-        if worker is None:
-            return
-        try:
-            await worker.ref.ask(Withdraw(id), timeout=_WITHDRAW_TIMEOUT)
-        except (JumpstarterError, OSError) as exc:
-            _logger.warning("could not withdraw %s from %s: %s", id, carrier.worker, exc)
-
-    @staticmethod
-    async def _terminate(worker: ActorRef, id: str) -> None:
-        try:
-            await worker.tell(Terminate(id))
-        except (JumpstarterError, OSError) as exc:
-            _logger.warning("could not stop %s on %s: %s", id, worker.address, exc)
+        if worker is not None:
+            try:
+                withdrawn: bool = await worker.ref.ask(
+                    Withdraw(id, ahead=True), timeout=_WITHDRAW_TIMEOUT
+                )
+            except (JumpstarterError, OSError) as exc:  # gone: its calls go elsewhere
+                _logger.warning("could not withdraw %s from %s: %s", id, carrier.worker, exc)
+            else:
+                if not withdrawn:
+                    return False
+        ids = [step.call.id for step in carrier.then]
+        if id in ids:
+            self._not_ahead(carrier, ids.index(id))
+        return True
 
     @handler
     def lost(self, msg: _Lost) -> None:
@@ -703,12 +700,12 @@ class Router(Actor):
         if entry is None or not entry.call.task:
             # It may still be on its way (over a broker), or sent ahead with the step
             # before it in a chain: it will not run.
+            carrier = self.ahead.get(msg.id)
+            if carrier is not None and not await self._withdraw_ahead(carrier, msg.id):
+                return False  # started on its worker already
             self.revoked_early[msg.id] = None
             if len(self.revoked_early) > _REVOKED_EARLY:
                 del self.revoked_early[next(iter(self.revoked_early))]
-            carrier = self.ahead.get(msg.id)
-            if carrier is not None:
-                await self._withdraw_ahead(carrier, msg.id)
             return True
         if entry.result is not None:
             return False
@@ -727,6 +724,7 @@ class Router(Actor):
             if withdrawn:  # its run ends revoked, and comes back as any other
                 return True
         if msg.terminate:
+            entry.terminated = True
             await worker.ref.tell(Terminate(msg.id))
             return True
         return False

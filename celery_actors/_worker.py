@@ -96,6 +96,7 @@ _logger = logging.getLogger("celery_actors.worker")
 
 _ANNOUNCE_EVERY = 2.0  # seconds between two WorkerUp to the router
 _RETRY_FIRST = 0.1  # seconds before trying again to reach the router, doubled each time
+_WITHDRAWN_KEPT = 1_000  # chain steps withdrawn before they were due here, remembered
 
 DEFAULT_RECENT_IDS = 100
 
@@ -228,6 +229,7 @@ class Worker(Actor):
         self.watchers: list[PendingReply] = []  # routers' WatchWorker asks
         self.ended: collections.Counter[str] = collections.Counter()  # runs, by final state
         self.unsent: collections.deque[_Report] = collections.deque()  # waiting for room
+        self.withdrawn: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @resource
     def own_client(self) -> contextlib.AbstractAsyncContextManager[Client | None]:
@@ -320,7 +322,7 @@ class Worker(Actor):
         """After a chain's step: start the next one sent with it (see ``Run.then``),
         if the step succeeded; hand it back to the router if this worker takes no
         more calls."""
-        if not then or result.state != "succeeded":
+        if not then or result.state != "succeeded" or then[0].call.id in self.withdrawn:
             return
         call = then[0].after(result.value)
         if self.ops is not None and self.ops.state in ("paused", "stopping"):
@@ -364,12 +366,19 @@ class Worker(Actor):
             if id_ == msg.id and running.run is not None:
                 withdrawn: bool = await running.run.ask(_Withdraw())
                 return withdrawn
-        for running in self.runs.values():  # a chain's step sent ahead: it will not start
+        if not msg.ahead:
+            return False
+        for running in self.runs.values():  # still to follow the step before it
             for index, step in enumerate(running.then):
                 if step.call.id == msg.id:
                     running.then = running.then[:index]
                     return True
-        return False
+        if any(id_ == msg.id for id_, _ in self.recent):
+            return False  # it ran
+        self.withdrawn[msg.id] = None  # it will not start, should its Run come late
+        while len(self.withdrawn) > _WITHDRAWN_KEPT:
+            self.withdrawn.popitem(last=False)
+        return True
 
     @handler
     async def terminate(self, msg: Terminate) -> None:

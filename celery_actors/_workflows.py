@@ -92,6 +92,7 @@ class _Flow:
     revoking: bool = False
     reply_to: str | None = None
     ahead: set[str] = attrs.Factory(set)  # ids of calls sent ahead, not made yet
+    started_ahead: set[str] = attrs.Factory(set)  # of those, started before a revocation
 
 
 def workflow_of(call_id: str) -> str:
@@ -232,17 +233,25 @@ class Workflows(Actor):
                 await self._end(flow)
 
     def _advance(self, flow: _Flow, calls: list[TaskCall]) -> list[TaskCall]:
-        """The calls to make of those the workflow asks for: none while it is being
-        revoked (each ends revoked at once)."""
-        while flow.revoking and calls:
+        """The calls to make of those the workflow asks for. While it is being
+        revoked, only those a worker had started ahead of the revocation (they run on,
+        as running members do, and their results stand); the others end revoked at
+        once."""
+        if not flow.revoking:
+            return calls
+        made: list[TaskCall] = []
+        while calls:
             more: list[TaskCall] = []
             for call in calls:
+                if call.id in flow.started_ahead:
+                    made.append(call)
+                    continue
                 error = TaskError(type="celery_actors.TaskRevoked", message="workflow revoked")
                 more.extend(
                     flow.state.ended(TaskResult.of(call, "revoked", wall_time(), error=error))
                 )
             calls = more
-        return calls
+        return made
 
     async def _end(self, flow: _Flow) -> None:
         state = flow.state
@@ -388,7 +397,10 @@ class Workflows(Actor):
         # The steps sent ahead too: a worker would run them after the outstanding ones.
         for id in [*flow.state.outstanding, *flow.ahead]:
             try:
-                await self.router.ask(Revoke(id, msg.terminate))
+                stopped = await self.router.ask(Revoke(id, msg.terminate))
             except JumpstarterError as exc:
                 _logger.warning("could not revoke member %s of workflow %s: %s", id, msg.id, exc)
+                continue
+            if not stopped and id in flow.ahead:
+                flow.started_ahead.add(id)
         return True

@@ -5,13 +5,18 @@ each as running there, and pausing, failing, withdrawing and revoking stop them.
 from __future__ import annotations
 
 import functools
+import itertools
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import attrs
 import pytest
 import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from celery_actors import TaskResult, TaskRevoked, chain
+from celery_actors import App, RetryPolicy, TaskResult, TaskRevoked, chain
 from celery_actors._protocol import (
     NextStep,
     Run,
@@ -120,8 +125,9 @@ async def test_a_step_sent_ahead_and_withdrawn_does_not_start(worker_and_heard):
         first = TaskCall(id="first", task="test_steps_ahead.gated", args=[1])
         await worker.tell(Run(first, steps(add.s(1), add.s(2))))
         await trio.testing.wait_all_tasks_blocked()
-        assert await worker.ask(Withdraw("step-2")) is True  # and so the one after it
-        assert await worker.ask(Withdraw("step-2")) is False  # no longer held
+        assert await worker.ask(Withdraw("step-2")) is False  # not a run it holds
+        assert await worker.ask(Withdraw("step-2", ahead=True)) is True  # nor the one after it
+        assert await worker.ask(Withdraw("step-2", ahead=True)) is True  # still true
         gate.set()
         ended = await heard.until(2)
         await trio.testing.wait_all_tasks_blocked()
@@ -300,3 +306,121 @@ async def test_revoking_a_workflow_while_a_step_runs_starts_none_of_the_steps_se
     finally:
         del app.tasks["test_steps_ahead.blocked"]
         del app.tasks["test_steps_ahead.noted"]
+
+
+# -- random chains through worker stops, retries and revocation, in virtual time
+
+MAX_RETRIES = 2
+completed: Counter[str] = Counter()  # runs of each step's body that returned or raised
+failing: Counter[str] = Counter()
+chains = App("test-steps-ahead-chains")
+
+
+@chains.task(retry=RetryPolicy(max_retries=MAX_RETRIES, interval_step=0.5, jitter=0))
+async def counted_step(value: int, key: str, failures: int, seconds: float) -> int:
+    await trio.sleep(seconds)
+    completed[key] += 1
+    if failing[key] < failures:
+        failing[key] += 1
+        raise ConnectionError(f"{key}: failure {failing[key]}")
+    return value + 1
+
+
+@attrs.frozen
+class Step:
+    failures: int
+    seconds: float
+
+
+@attrs.frozen
+class StopWorker:
+    index: int
+
+
+@attrs.frozen
+class StartWorker:
+    pass
+
+
+@attrs.frozen
+class Wait:
+    seconds: float
+
+
+@attrs.frozen
+class RevokeWorkflow:
+    terminate: bool
+
+
+step_strategy = st.builds(
+    Step,
+    st.integers(0, MAX_RETRIES + 1),  # one more than the retries allow: the chain fails
+    st.sampled_from([0.0, 0.3, 1.0]),
+)
+operations = st.one_of(
+    st.builds(StopWorker, st.integers(0, 5)),
+    st.builds(StartWorker),
+    st.builds(Wait, st.sampled_from([0.1, 0.5, 2.0])),
+    st.builds(RevokeWorkflow, st.booleans()),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(step_strategy, min_size=1, max_size=14),
+    st.lists(operations, max_size=12),
+)
+def test_a_chain_s_steps_each_end_once_through_worker_stops_retries_and_revocation(steps, ops):
+    completed.clear()
+    failing.clear()
+    keys = [f"step-{n}" for n in range(len(steps))]
+    signatures = [counted_step.si(0, keys[0], steps[0].failures, steps[0].seconds)]
+    signatures += [
+        counted_step.s(key, step.failures, step.seconds)
+        for key, step in zip(keys[1:], steps[1:], strict=True)
+    ]
+
+    async def main() -> None:
+        async with chains.local(workers=1, concurrency=2) as client:
+            workers = [client.system.lookup("/user/worker-1")]
+            numbers = itertools.count(2)
+            result = await client.start_workflow(chain(*signatures))
+            revoked = False
+            for op in ops:
+                if isinstance(op, StopWorker) and len(workers) > 1:
+                    await client.system.stop(workers.pop(op.index % len(workers)))
+                elif isinstance(op, StartWorker):
+                    name = f"worker-{next(numbers)}"
+                    worker = await chains.start_worker(
+                        client.system, client.router, concurrency=2, name=name
+                    )
+                    workers.append(worker)
+                elif isinstance(op, Wait):
+                    await trio.sleep(op.seconds)
+                elif isinstance(op, RevokeWorkflow):
+                    revoked = await result.revoke(terminate=op.terminate) or revoked
+            final = await result.wait(timeout=600)
+            statuses = [member.state for member in (await result.status()).members]
+            await trio.testing.wait_all_tasks_blocked()
+        fails_at = next(
+            (n for n, step in enumerate(steps) if step.failures > MAX_RETRIES), len(steps)
+        )
+        if final.state == "succeeded":
+            assert fails_at == len(steps)
+            assert final.value == len(steps)
+        elif final.state == "failed":
+            assert fails_at < len(steps)
+        else:
+            assert final.state == "revoked" and revoked, "revoked without asking"
+        # No step ran more than its failures allow, and none after the chain stopped.
+        ended = 0
+        for n, (key, step, state) in enumerate(zip(keys, steps, statuses, strict=True)):
+            assert completed[key] <= min(step.failures, MAX_RETRIES) + 1, f"{key} ran too often"
+            if state == "succeeded":
+                assert completed[key] == step.failures + 1, f"{key}: {completed[key]} runs"
+                ended = n + 1
+            elif state in ("waiting", "skipped"):
+                assert completed[key] == 0, f"{key} ran, but the chain had stopped before it"
+        assert ended <= fails_at
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -3,6 +3,7 @@ test's own trio run, through the same actors as separate processes."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
@@ -15,11 +16,16 @@ from celery_actors import (
     NotConnected,
     ResultTimeout,
     RetryPolicy,
+    TaskCall,
     TaskFailed,
+    TaskResult,
     TaskRevoked,
     poisonous,
     retry,
 )
+from celery_actors._clock import wall_time
+from celery_actors._protocol import Run, RunEnded, Terminate, WatchWorker, Withdraw, WorkerUp
+from jumpstarter import Actor, ActorRef, PendingReply, handler
 
 app = App("test-tasks")
 runs: dict[str, int] = {}
@@ -171,6 +177,54 @@ async def test_revoking_a_running_call_with_terminate_cancels_it(autojump_clock)
         with pytest.raises(TaskRevoked):
             await result.get(timeout=5)
         assert result.state == "revoked"
+
+
+class EndsRetryingWorker(Actor):
+    """A stand-in worker whose run of each call ends ``retrying`` just as the router
+    terminates it: the end crosses the router's ``Terminate`` on the way."""
+
+    def __init__(self, router: ActorRef, runs: list[TaskCall]) -> None:
+        self.router = router
+        self.runs = runs
+        self.watchers: list[PendingReply] = []
+
+    async def on_start(self) -> None:
+        offer = WorkerUp(address=self.ref.address, capacity=1, tasks=sorted(app.tasks))
+        await self.router.ask(offer)
+
+    @handler
+    def watched(self, msg: WatchWorker) -> None:
+        self.watchers.append(self.reply_later())
+
+    @handler
+    def run(self, msg: Run) -> None:
+        self.runs.append(msg.call)
+
+    @handler
+    def withdraw(self, msg: Withdraw) -> bool:
+        return False  # it has started
+
+    @handler
+    async def terminate(self, msg: Terminate) -> None:
+        call = next(call for call in self.runs if call.id == msg.id)
+        ended = TaskResult.of(call, "retrying", wall_time(), retry_in=0.1)
+        await self.router.tell(RunEnded(ended, self.ref.address))
+
+
+async def test_a_call_terminated_is_not_run_again_when_its_run_had_just_ended_retrying(
+    autojump_clock,
+):
+    async with app.local(workers=0, default=False) as client:
+        calls: list[TaskCall] = []
+        await client.system.spawn(functools.partial(EndsRetryingWorker, client.router, calls))
+        result = await client.submit(add.make_call((1, 2)))
+        while not calls:  # noqa: ASYNC110 - the stand-in's list
+            await trio.sleep(0.01)
+        assert await result.revoke(terminate=True)
+        with pytest.raises(TaskRevoked):
+            await result.get(timeout=5)
+        await trio.sleep(5)  # a retry would have been sent by now
+    assert len(calls) == 1
 
 
 async def test_a_call_revoked_before_it_starts_never_runs(autojump_clock):
