@@ -702,7 +702,12 @@ class Router(Actor):
             # before it in a chain: it will not run.
             carrier = self.ahead.get(msg.id)
             if carrier is not None and not await self._withdraw_ahead(carrier, msg.id):
-                return False  # started on its worker already
+                # Started on its worker already: a running call.
+                worker = self.workers.get(carrier.worker or "")
+                if not msg.terminate or worker is None:
+                    return False
+                await worker.ref.tell(Terminate(msg.id))
+                return True
             self.revoked_early[msg.id] = None
             if len(self.revoked_early) > _REVOKED_EARLY:
                 del self.revoked_early[next(iter(self.revoked_early))]

@@ -23,6 +23,8 @@ from celery_actors._protocol import (
     RunEnded,
     RunLost,
     TaskCall,
+    TaskError,
+    Terminate,
     WatchWorker,
     Withdraw,
     WorkerUp,
@@ -242,6 +244,85 @@ async def test_after_a_step_sent_ahead_fails_and_its_handler_recovers_the_chain_
         ("w.1.e", []),  # the error handler
         ("w.2", ["w.3", "w.4"]),
     ]
+
+
+@attrs.frozen
+class _Finish:
+    """Told to a :class:`StartedAheadWorker`: end the run it holds now."""
+
+
+class StartedAheadWorker(Actor):
+    """Holds each run without ending it, and says that every step sent ahead with it
+    has started; told :class:`_Finish`, ends the run and each step ahead, in order:
+    ``revoked`` those it was told to terminate, the others from the models."""
+
+    def __init__(self, router: ActorRef, log: list[tuple[str, str]], held: trio.Event) -> None:
+        self.router = router
+        self.log = log
+        self.holding = held
+        self.held: Run | None = None
+        self.terminated: set[str] = set()
+        self.watchers: list[PendingReply] = []
+
+    async def on_start(self) -> None:
+        offer = WorkerUp(address=self.ref.address, capacity=4, tasks=sorted(MODELS))
+        await self.router.ask(offer)
+
+    @handler
+    def watched(self, msg: WatchWorker) -> None:
+        self.watchers.append(self.reply_later())
+
+    @handler
+    def run(self, msg: Run) -> None:
+        self.held = msg
+        self.holding.set()
+
+    @handler
+    def withdraw(self, msg: Withdraw) -> bool:
+        return False  # started
+
+    @handler
+    def terminate(self, msg: Terminate) -> None:
+        self.log.append(("terminate", msg.id.split("/", 1)[1]))
+        self.terminated.add(msg.id)
+
+    @handler
+    async def finish(self, msg: _Finish) -> None:
+        assert self.held is not None
+        calls = [self.held.call]
+        for index, call in enumerate(calls):
+            if call.id in self.terminated:
+                error = TaskError(type="celery_actors.TaskRevoked", message="terminated")
+                result = TaskResult.of(call, "revoked", 0.0, error=error)
+            else:
+                result = run_call(call)
+            await self.router.tell(RunEnded(result, self.ref.address))
+            if result.state != "succeeded" or index == len(self.held.then):
+                return
+            calls.append(self.held.then[index].after(result.value))
+
+
+@pytest.mark.parametrize("terminate", [False, True])
+async def test_revoking_a_workflow_whose_steps_ahead_started_treats_them_as_running(terminate):
+    async with app.local(workers=0, default=False) as client:
+        log: list[tuple[str, str]] = []
+        held = trio.Event()
+        worker = await client.system.spawn(
+            functools.partial(StartedAheadWorker, client.router, log, held)
+        )
+        result = await client.start_workflow(chain(source.si(2), add.s(3), add.s(4)))
+        await held.wait()
+        assert await result.revoke(terminate=terminate) is True
+        await worker.tell(_Finish())
+        final = await result.wait(timeout=TIMEOUT)
+        states = [member.state for member in (await result.status()).members]
+    if terminate:  # each is cancelled on its worker
+        assert sorted(log) == [("terminate", "w.0"), ("terminate", "w.1"), ("terminate", "w.2")]
+        assert (final.state, states) == ("revoked", ["revoked", "skipped", "skipped"])
+    else:  # they run on, and their results stand
+        assert log == []
+        assert (final.state, final.value) == ("succeeded", 9)
+        assert states == ["succeeded"] * 3
 
 
 # -- through the public API
