@@ -1,9 +1,12 @@
-"""A stand-in router for tests that drive a real worker by its protocol messages."""
+"""Stand-ins for tests that drive a real worker, or a real router, by their protocol
+messages."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from celery_actors._protocol import WatchWorker, WorkerUp
-from jumpstarter import Actor, PendingReply, handler
+from jumpstarter import Actor, ActorRef, PendingReply, handler
 
 
 class StandInRouter(Actor):
@@ -20,3 +23,22 @@ class StandInRouter(Actor):
     @handler
     def watch_worker(self, msg: WatchWorker) -> None:
         self.watches.append(self.reply_later())
+
+
+class StandInWorker(Actor):
+    """Offers ``tasks`` to ``router`` when it starts, and holds the router's watch;
+    subclasses handle ``Run`` (and what else the router sends)."""
+
+    def __init__(self, router: ActorRef, tasks: Iterable[str], capacity: int = 4) -> None:
+        self.router = router
+        self.tasks = sorted(tasks)
+        self.capacity = capacity
+        self.watchers: list[PendingReply] = []
+
+    async def on_start(self) -> None:
+        offer = WorkerUp(address=self.ref.address, capacity=self.capacity, tasks=self.tasks)
+        await self.router.ask(offer)
+
+    @handler
+    def watched(self, msg: WatchWorker) -> None:
+        self.watchers.append(self.reply_later())

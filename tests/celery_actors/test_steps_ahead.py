@@ -25,14 +25,13 @@ from celery_actors._protocol import (
     TaskCall,
     TaskError,
     Terminate,
-    WatchWorker,
     Withdraw,
-    WorkerUp,
 )
-from jumpstarter import Actor, ActorRef, ActorSystem, PendingReply, handler
+from jumpstarter import ActorRef, ActorSystem, handler
 
 from .canvas_app import MODELS, add, app, fail, mul, recover, source
-from .stand_in import StandInRouter
+from .stand_in import StandInRouter, StandInWorker
+from .test_router_properties import StartWorker, StopWorker, Wait
 from .test_workflow_state import run_call
 
 TIMEOUT = 30.0
@@ -175,24 +174,15 @@ def path(call: TaskCall) -> str:
     return call.id.split("/", 1)[1]
 
 
-class EagerWorker(Actor):
+class EagerWorker(StandInWorker):
     """Offers the canvas app's tasks to the router; runs each call at once from the
     models, and goes on with the steps sent ahead (or, ``hands_back``, hands back the
     first of them with ``RunLost``, as a pausing worker does). Keeps the runs it got."""
 
     def __init__(self, router: ActorRef, runs: list[Run], *, hands_back: bool = False) -> None:
-        self.router = router
+        super().__init__(router, MODELS)
         self.runs = runs
         self.hands_back = hands_back
-        self.watchers: list[PendingReply] = []
-
-    async def on_start(self) -> None:
-        offer = WorkerUp(address=self.ref.address, capacity=4, tasks=sorted(MODELS))
-        await self.router.ask(offer)
-
-    @handler
-    def watched(self, msg: WatchWorker) -> None:
-        self.watchers.append(self.reply_later())
 
     @handler
     async def run(self, msg: Run) -> None:
@@ -251,26 +241,17 @@ class _Finish:
     """Told to a :class:`StartedAheadWorker`: end the run it holds now."""
 
 
-class StartedAheadWorker(Actor):
+class StartedAheadWorker(StandInWorker):
     """Holds each run without ending it, and says that every step sent ahead with it
     has started; told :class:`_Finish`, ends the run and each step ahead, in order:
     ``revoked`` those it was told to terminate, the others from the models."""
 
     def __init__(self, router: ActorRef, log: list[tuple[str, str]], held: trio.Event) -> None:
-        self.router = router
+        super().__init__(router, MODELS)
         self.log = log
         self.holding = held
         self.held: Run | None = None
         self.terminated: set[str] = set()
-        self.watchers: list[PendingReply] = []
-
-    async def on_start(self) -> None:
-        offer = WorkerUp(address=self.ref.address, capacity=4, tasks=sorted(MODELS))
-        await self.router.ask(offer)
-
-    @handler
-    def watched(self, msg: WatchWorker) -> None:
-        self.watchers.append(self.reply_later())
 
     @handler
     def run(self, msg: Run) -> None:
@@ -410,21 +391,6 @@ async def counted_step(value: int, key: str, failures: int, seconds: float) -> i
 @attrs.frozen
 class Step:
     failures: int
-    seconds: float
-
-
-@attrs.frozen
-class StopWorker:
-    index: int
-
-
-@attrs.frozen
-class StartWorker:
-    pass
-
-
-@attrs.frozen
-class Wait:
     seconds: float
 
 

@@ -24,8 +24,10 @@ from celery_actors import (
     retry,
 )
 from celery_actors._clock import wall_time
-from celery_actors._protocol import Run, RunEnded, Terminate, WatchWorker, Withdraw, WorkerUp
-from jumpstarter import Actor, ActorRef, PendingReply, handler
+from celery_actors._protocol import Run, RunEnded, Terminate, Withdraw
+from jumpstarter import ActorRef, handler
+
+from .stand_in import StandInWorker
 
 app = App("test-tasks")
 runs: dict[str, int] = {}
@@ -179,22 +181,13 @@ async def test_revoking_a_running_call_with_terminate_cancels_it(autojump_clock)
         assert result.state == "revoked"
 
 
-class EndsRetryingWorker(Actor):
+class EndsRetryingWorker(StandInWorker):
     """A stand-in worker whose run of each call ends ``retrying`` just as the router
     terminates it: the end crosses the router's ``Terminate`` on the way."""
 
     def __init__(self, router: ActorRef, runs: list[TaskCall]) -> None:
-        self.router = router
+        super().__init__(router, app.tasks, capacity=1)
         self.runs = runs
-        self.watchers: list[PendingReply] = []
-
-    async def on_start(self) -> None:
-        offer = WorkerUp(address=self.ref.address, capacity=1, tasks=sorted(app.tasks))
-        await self.router.ask(offer)
-
-    @handler
-    def watched(self, msg: WatchWorker) -> None:
-        self.watchers.append(self.reply_later())
 
     @handler
     def run(self, msg: Run) -> None:
