@@ -95,6 +95,7 @@ class _Server(_Handler):
 
     def on_start(self, event: Any) -> None:
         event.container.listen(f"127.0.0.1:{self.port}")
+        event.container.schedule(0.1, _StopCheck())
         print(self.port, flush=True)
 
     def on_link_opening(self, event: Any) -> None:
@@ -130,8 +131,23 @@ class _Stop(Exception):
     pass
 
 
+_stopping = False
+
+
 def _stop(signum: int, frame: Any) -> None:
-    raise _Stop
+    global _stopping
+    _stopping = True
+    raise _Stop  # lost if it lands in one of proton's C callbacks: _StopCheck ends it then
+
+
+class _StopCheck:
+    """A timer that ends the container once a stop signal came, should the exception
+    its handler raised have been swallowed by a callback from proton's C code."""
+
+    def on_timer_task(self, event: Any) -> None:
+        if _stopping:
+            raise _Stop
+        event.container.schedule(0.1, self)
 
 
 def serve(mode: str) -> None:
