@@ -282,12 +282,16 @@ class Router(Actor):
             worker.running.add(call.id)
             entry.state = "received"
             entry.worker = address
-            then = self._ahead(entry, worker)
+            then = self._steps_ahead(entry, worker)
             for step in then:
                 self.ahead[step.call.id] = entry
             self._send_run(worker.ref, call, then)
         for item in held:
             heapq.heappush(self.ready, item)
+
+    def _worker_of(self, entry: _Call) -> _Worker | None:
+        """The worker that has ``entry``'s call, if it is still up."""
+        return None if entry.worker is None else self.workers.get(entry.worker)
 
     def _worker_for(self, task: str) -> _Worker | None:
         best = None
@@ -297,7 +301,7 @@ class Router(Actor):
                 best = worker
         return best
 
-    def _ahead(self, entry: _Call, worker: _Worker) -> Sequence[NextStep]:
+    def _steps_ahead(self, entry: _Call, worker: _Worker) -> Sequence[NextStep]:
         """The chain's next steps to send with ``entry``'s call: those ``worker``
         runs, up to the first it does not (or that was revoked)."""
         for index, step in enumerate(entry.then):
@@ -403,7 +407,7 @@ class Router(Actor):
         """Step ``id`` was sent ahead with ``carrier``'s call: have its worker start
         neither it nor the steps after it. ``False`` if the worker has started it
         already: it then runs on, as a running call does, and its result stands."""
-        worker = self.workers.get(carrier.worker) if carrier.worker is not None else None
+        worker = self._worker_of(carrier)
         if worker is not None:
             try:
                 withdrawn: bool = await worker.ref.ask(
@@ -703,7 +707,7 @@ class Router(Actor):
             carrier = self.ahead.get(msg.id)
             if carrier is not None and not await self._withdraw_ahead(carrier, msg.id):
                 # Started on its worker already: a running call.
-                worker = self.workers.get(carrier.worker or "")
+                worker = self._worker_of(carrier)
                 if not msg.terminate or worker is None:
                     return False
                 await worker.ref.tell(Terminate(msg.id))
@@ -717,7 +721,7 @@ class Router(Actor):
         if entry.state in ("pending", "retrying"):
             await self._store(entry, self._revoked(entry.call, "revoked before it started"))
             return True
-        worker = self.workers.get(entry.worker) if entry.worker is not None else None
+        worker = self._worker_of(entry)
         if worker is None:
             return False
         if entry.state == "received":  # on the worker, maybe waiting for a slot there

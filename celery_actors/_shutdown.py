@@ -213,8 +213,6 @@ class WorkerOps:
         worker = self.worker
         unstarted: list[ActorRef] = []
         for (id_, _), running in list(worker.runs.items()):
-            if running.run is None:
-                continue
             try:
                 state = await worker.router.ask(GetState(id_), timeout=_ASK)
             except (JumpstarterError, OSError):
@@ -226,16 +224,13 @@ class WorkerOps:
     async def _wait_until_idle(self) -> None:
         worker = self.worker
         while worker.runs:
-            refs = [running.run for running in worker.runs.values() if running.run is not None]
-            if not refs:
-                await trio.lowlevel.checkpoint()
-                continue
-            await worker.system.wait_for_state(refs[0], "stopped")
+            running = next(iter(worker.runs.values()))
+            await worker.system.wait_for_state(running.run, "stopped")
 
     async def hand_back_all(self) -> None:
         """Stop every call's task actor: the router sends them to other workers."""
         worker = self.worker
-        refs = [running.run for running in worker.runs.values() if running.run is not None]
+        refs = [running.run for running in worker.runs.values()]
         if refs:
             _logger.warning(
                 "worker %s: %d calls go back to the router", worker.ref.address, len(refs)

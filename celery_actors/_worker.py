@@ -145,7 +145,7 @@ class _Running:
     """A run in progress on this worker: the task actor that runs it, and the chain's
     steps to run after it (``Run.then``)."""
 
-    run: ActorRef | None = None
+    run: ActorRef
     then: Sequence[NextStep] = ()
 
 
@@ -363,7 +363,7 @@ class Worker(Actor):
     @handler
     async def withdraw(self, msg: Withdraw) -> bool:
         for (id_, _), running in list(self.runs.items()):
-            if id_ == msg.id and running.run is not None:
+            if id_ == msg.id:
                 withdrawn: bool = await running.run.ask(_Withdraw())
                 return withdrawn
         if not msg.ahead:
@@ -384,8 +384,7 @@ class Worker(Actor):
     async def terminate(self, msg: Terminate) -> None:
         runs = [running.run for (id_, _), running in self.runs.items() if id_ == msg.id]
         for run in runs:
-            if run is not None:
-                await run.tell(_Cancel())
+            await run.tell(_Cancel())
 
     def finished(self, call: TaskCall, result: TaskResult) -> None:
         """Tell the router how the run ended, remember its result, and go on with the
